@@ -1,0 +1,1 @@
+"""Generative trainers (VAE, DCGAN, autoencoders, RBM/DBN) register here as they arrive."""

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from toolkit import launch
+from toolkit.checkpoint import load_checkpoint
+from toolkit.runner import RunResult
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path) -> Path:
+    return tmp_path / "runs"
+
+
+def train(runs_dir: Path, target: str = "frozenlake", *, seed: int = 0, steps: int = 6000,
+          sets: list[str] | None = None, **runner_kwargs: Any) -> RunResult:
+    """A quiet, small run of the env's default agent."""
+    prepared = launch.prepare("agent", target, assignments=["eval_every=2000",
+                              "checkpoint_every=3000", "eval_episodes=20",
+                              "final_eval_episodes=50", *(sets or [])],
+                              flags={"seed": seed, "steps": steps})
+    runner = launch.start(prepared, runs_dir, quiet=True, **runner_kwargs)
+    try:
+        return runner.run()
+    finally:
+        runner.trainer.close()
+
+
+def metrics_lines(run_path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_path / "metrics.jsonl").read_text().splitlines()]
+
+
+def q_table(run_path: Path, which: str = "last") -> torch.Tensor:
+    return load_checkpoint(run_path / "checkpoints" / f"{which}.pt")["trainer"]["q"]

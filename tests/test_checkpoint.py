@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from toolkit.checkpoint import load_checkpoint, save_checkpoint
+from toolkit.errors import CheckpointError
+from toolkit.seeding import global_rng_state, numpy_rng_state, set_global_rng_state
+
+
+def test_round_trip_keeps_tensors_numbers_rng_states(tmp_path: Path) -> None:
+    payload = {"q": torch.arange(6.0).reshape(2, 3), "steps": 7, "name": "x", "none": None,
+               "rng": numpy_rng_state(np.random.default_rng(3)), "global": global_rng_state()}
+    path = save_checkpoint(tmp_path / "c.pt", payload)
+    loaded = load_checkpoint(path)
+    assert torch.equal(loaded["q"], payload["q"])
+    assert loaded["steps"] == 7 and loaded["name"] == "x" and loaded["none"] is None
+    assert loaded["rng"] == payload["rng"]
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"], "temporary file left behind"
+
+
+def test_global_rng_state_restores_every_generator() -> None:
+    state = global_rng_state()
+    first = (np.random.rand(), torch.rand(1).item(), __import__("random").random())
+    set_global_rng_state(state)
+    second = (np.random.rand(), torch.rand(1).item(), __import__("random").random())
+    assert first == second
+
+
+def test_truncated_checkpoint_gives_clear_error(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "c.pt", {"q": torch.zeros(100)})
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(CheckpointError, match="corrupted or not a gymkit checkpoint"):
+        load_checkpoint(path)
+
+
+class Exploit:
+    def __reduce__(self) -> tuple:
+        return (Path("/tmp/gymkit-pwned").touch, ())
+
+
+def test_foreign_pickle_is_refused_and_not_executed(tmp_path: Path) -> None:
+    target = Path("/tmp/gymkit-pwned")
+    target.unlink(missing_ok=True)
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "gymkit-checkpoint", "payload": Exploit()}, path, pickle_protocol=2)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+    assert not target.exists()
+    plain = tmp_path / "plain.pt"
+    plain.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(plain)
+
+
+def test_checkpoint_without_header_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.pt"
+    torch.save({"model": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match="not a gymkit checkpoint"):
+        load_checkpoint(path)
+
+
+def test_missing_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "none.pt")

@@ -1,0 +1,216 @@
+"""The CLI through typer's CliRunner, and once as real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import metrics_lines, q_table
+from toolkit import launch
+from toolkit.cli import app
+
+cli = CliRunner()
+SMALL = ["--steps", "3000", "--set", "eval_every=1000", "--set", "eval_episodes=20",
+         "--set", "final_eval_episodes=100", "-q"]
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = cli.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    runs = tmp_path_factory.mktemp("runs")
+    code, out = invoke("run", "agent", "frozenlake-deterministic", "--runs-dir", str(runs), *SMALL)
+    assert code == 0, out
+    (path,) = runs.iterdir()
+    return path
+
+
+def test_run_prints_the_summary(trained: Path) -> None:
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["final_eval"]["eval/success_rate"] == 1.0
+
+
+def test_run_output(tmp_path: Path) -> None:
+    code, out = invoke("run", "agent", "frozenlake-deterministic", "--runs-dir", str(tmp_path),
+                       *SMALL)
+    assert code == 0, out
+    for text in ("eval success rate", "1.000 (95% CI", "over 100 episodes",
+                 "optimal success rate", "value iteration", "greedy policy", "H",
+                 "run directory", "gymkit tensorboard"):
+        assert text in out, text
+
+
+def test_list_shows_plugins_and_envs() -> None:
+    code, out = invoke("list")
+    assert code == 0
+    for text in ("qlearning", "frozenlake8x8", "FrozenLake-v1", "taxi", "cliffwalking",
+                 "cartpole", "gymkit"):
+        assert text in out, text
+
+
+def test_eval_reports_success_rate(trained: Path) -> None:
+    code, out = invoke("eval", str(trained), "--episodes", "30")
+    assert code == 0, out
+    assert "eval success rate" in out and "over 30 episodes" in out
+
+
+def test_eval_best_checkpoint(trained: Path) -> None:
+    code, out = invoke("eval", str(trained), "--episodes", "5", "--checkpoint", "best")
+    assert code == 0, out
+    assert "best.pt" in out
+
+
+def test_eval_renders_ansi_frames(trained: Path) -> None:
+    code, out = invoke("eval", str(trained), "--render", "ansi")
+    assert code == 0, out
+    assert "SFFF" in out and "(Down)" in out or "(Right)" in out
+    assert "over 1 episodes" in out
+
+
+def test_video_without_optional_dependencies_says_how_to_install(
+        trained: Path, tmp_path: Path) -> None:
+    try:
+        import moviepy  # noqa: F401
+        import pygame  # noqa: F401
+    except ImportError:
+        code, out = invoke("eval", str(trained), "--video", str(tmp_path / "videos"))
+        assert code == 2
+        assert "pip install 'gymkit[render]'" in out
+    else:
+        code, out = invoke("eval", str(trained), "--video", str(tmp_path / "videos"))
+        assert code == 0, out
+        assert list((tmp_path / "videos").glob("*.mp4"))
+
+
+def test_resume_of_a_completed_run_is_refused(trained: Path) -> None:
+    code, out = invoke("resume", str(trained))
+    assert code == 2 and "already completed" in out
+
+
+def test_tensorboard_launches_on_the_runs_dir(trained: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    code, out = invoke("tensorboard", str(trained.parent), "--port", "6123")
+    assert code == 0, out
+    assert calls and calls[0][-4:] == ["--logdir", str(trained.parent), "--port", "6123"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "agent", "frozenlak"], "unknown environment 'frozenlak' (did you mean: frozenlake"),
+    (["run", "agent", "frozenlake", "--algo", "qlearnin"], "unknown agent 'qlearnin'"),
+    (["run", "agent", "frozenlake", "--set", "gamma=2"], "gamma must be in [0, 1], got 2"),
+    (["run", "agent", "frozenlake", "--set", "alpha=-0.1"], "alpha must be in (0, 1]"),
+    (["run", "agent", "frozenlake", "--set", "alpha=fast"], "alpha expects a number"),
+    (["run", "agent", "frozenlake", "--set", "gama=0.9"], "unknown config key 'gama'"),
+    (["run", "agent", "frozenlake", "--set", "gamma"], "--set expects key=value"),
+    (["run", "agent", "cartpole", "--algo", "qlearning"], "needs Discrete observation"),
+    (["run", "agent", "cartpole"], "default agent 'dqn' is not available"),
+    (["run", "agent", "Pendulum-v1"], "has no default agent; pass --algo"),
+    (["run", "agent", "frozenlake", "--device", "cuda"], "CUDA is not available"),
+    (["run", "generative", "vae"], "unknown generative 'vae'"),
+    (["run", "agent", "taxi", "--epochs", "3"], "No such option"),
+])
+def test_bad_input_is_one_line_exit_2_and_no_run_dir(args: list[str], message: str,
+                                                      tmp_path: Path) -> None:
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    runs = tmp_path / "runs"
+    code, out = invoke(*args, "--runs-dir", str(runs))
+    assert code == 2, out
+    assert message in out, out
+    assert "Traceback" not in out
+    if "No such option" not in message:
+        assert len(out.strip().splitlines()) == 1, out
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_corrupted_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    from conftest import train
+
+    def stop(runner: launch.Runner) -> None:
+        runner.request_stop()
+
+    result = train(tmp_path, on_step=stop)
+    last = result.rundir.path / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])
+    for command in ("resume", "eval"):
+        code, out = invoke(command, str(result.rundir.path))
+        assert code == 2, out
+        assert "corrupted or not a gymkit checkpoint" in out
+        assert len(out.strip().splitlines()) == 1 and "Traceback" not in out
+
+
+def test_not_a_run_directory(tmp_path: Path) -> None:
+    code, out = invoke("eval", str(tmp_path))
+    assert code == 2 and "not a gymkit run directory" in out
+
+
+# -- real subprocesses ------------------------------------------------------------------------
+
+GYMKIT = [sys.executable, "-m", "toolkit"]
+
+
+@pytest.fixture
+def env_vars() -> Iterator[dict[str, str]]:
+    yield {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
+
+
+def test_subprocess_list_and_error_exit_codes(env_vars: dict[str, str]) -> None:
+    ok = subprocess.run([*GYMKIT, "list"], capture_output=True, text=True, env=env_vars)
+    assert ok.returncode == 0 and "qlearning" in ok.stdout
+    bad = subprocess.run([*GYMKIT, "run", "agent", "nosuchenv"], capture_output=True, text=True,
+                         env=env_vars)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith("error: unknown environment 'nosuchenv'")
+    assert "Traceback" not in bad.stderr
+
+
+def test_sigint_then_resume_matches_an_uninterrupted_run(tmp_path: Path,
+                                                         env_vars: dict[str, str]) -> None:
+    args = ["run", "agent", "frozenlake", "--seed", "3", "--steps", "150000",
+            "--set", "eval_every=50000", "--set", "final_eval_episodes=200"]
+    runs = tmp_path / "interrupted"
+    process = subprocess.Popen([*GYMKIT, *args, "--runs-dir", str(runs)], env=env_vars,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        found = list(runs.glob("*/metrics.jsonl"))
+        if found and len(found[0].read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "gymkit resume" in stderr
+    (path,) = runs.iterdir()
+    assert json.loads((path / "summary.json").read_text())["status"] == "interrupted"
+    steps_at_interrupt = json.loads((path / "summary.json").read_text())["progress"]["steps"]
+    assert steps_at_interrupt < 150000
+
+    resumed = subprocess.run([*GYMKIT, "resume", str(path)], capture_output=True, text=True,
+                             env=env_vars)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "completed" in resumed.stdout
+
+    full = tmp_path / "full"
+    done = subprocess.run([*GYMKIT, *args, "--runs-dir", str(full), "-q"], capture_output=True,
+                          text=True, env=env_vars)
+    assert done.returncode == 0, done.stderr
+    (full_path,) = full.iterdir()
+    assert metrics_lines(path) == metrics_lines(full_path)
+    assert torch.equal(q_table(path), q_table(full_path))

@@ -1,0 +1,235 @@
+"""Typed config dataclasses: validation, ``--set key=value`` overrides, YAML files.
+
+Every plugin's config is a dataclass whose fields carry their help text
+(``param(0.1, "learning rate")``) and whose ``validate`` checks ranges. Values
+from the command line or YAML are parsed and type-checked against the field
+annotations here, so a plugin only states what a valid value is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import yaml
+
+from toolkit.errors import ConfigError, did_you_mean
+
+C = TypeVar("C", bound="BaseConfig")
+
+
+def param(default: Any, help: str) -> Any:
+    """A config field with a default and a one-line help text."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class BaseConfig:
+    """Base of every config: validates itself on construction."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the field when a value is out of range."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+
+@dataclass
+class TrainerConfig(BaseConfig):
+    """Base of every plugin's hyperparameters."""
+
+
+@dataclass
+class RunSettings(BaseConfig):
+    """What the runner needs: budget, evaluation and checkpoint cadence, seed, device."""
+
+    seed: int = param(0, "random seed for everything: python, numpy, torch, envs")
+    device: str = param("auto", "auto, cpu, cuda or cuda:N")
+    steps: int | None = param(None, "training budget in environment steps (or optimizer steps)")
+    episodes: int | None = param(None, "training budget in episodes (agents only)")
+    epochs: int | None = param(None, "training budget in epochs (generative trainers)")
+    eval_every: int = param(10_000, "evaluate every N steps (epochs for generative trainers)")
+    eval_episodes: int = param(100, "episodes per periodic evaluation")
+    final_eval_episodes: int = param(1_000, "episodes in the evaluation at the end of training")
+    checkpoint_every: int = param(50_000, "write checkpoints/last.pt every N steps (or epochs)")
+    threads: int = param(1, "torch CPU threads; small networks are fastest with 1")
+
+    def validate(self) -> None:
+        for name in ("steps", "episodes", "epochs"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
+        for name in ("eval_every", "eval_episodes", "final_eval_episodes",
+                     "checkpoint_every", "threads"):
+            check_range(self, name, low=1)
+        if self.device != "auto" and not (
+            self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")
+        ):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'")
+
+    def budget(self) -> tuple[str, int]:
+        """The one budget that is set, as (unit, amount)."""
+        chosen = [(n, getattr(self, n)) for n in ("steps", "episodes", "epochs")
+                  if getattr(self, n) is not None]
+        if len(chosen) != 1:
+            raise ConfigError(
+                "set exactly one training budget: --steps, --episodes or --epochs "
+                f"(got {', '.join(n for n, _ in chosen) or 'none'})"
+            )
+        return chosen[0]
+
+    def with_budget(self, unit: str, amount: int) -> RunSettings:
+        values = {"steps": None, "episodes": None, "epochs": None, unit: amount}
+        return dataclasses.replace(self, **values)
+
+
+def check_range(
+    cfg: object,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """Raise ConfigError when ``cfg.name`` is outside the interval."""
+    value = getattr(cfg, name)
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        raise ConfigError(f"{name} must be in {left}{lo}, {hi}{right}, got {value}")
+
+
+def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
+    """``["alpha=0.2", "update=expected_sarsa"]`` -> ``{"alpha": 0.2, ...}`` (YAML scalars)."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got '{item}' (e.g. --set alpha=0.2)")
+        try:
+            values[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            values[key] = raw
+    return values
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping of config keys to values (the same keys as ``--set``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}".splitlines()[0]) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of key: value")
+    return dict(data)
+
+
+def build(cls: type[C], values: Mapping[str, Any]) -> C:
+    """Instantiate `cls` from untyped `values`, checking names and types field by field."""
+    hints = typing.get_type_hints(cls)
+    known = cls.field_names()
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(
+                f"unknown config key '{key}'{did_you_mean(key, known)}; "
+                f"valid keys: {', '.join(known)}"
+            )
+        kwargs[key] = coerce(key, value, hints[key])
+    return cls(**kwargs)
+
+
+def split(values: Mapping[str, Any], *classes: type[BaseConfig]) -> list[dict[str, Any]]:
+    """Route each key to the first class that has a field of that name."""
+    parts: list[dict[str, Any]] = [{} for _ in classes]
+    all_keys = [k for c in classes for k in c.field_names()]
+    for key, value in values.items():
+        for part, cls in zip(parts, classes):
+            if key in cls.field_names():
+                part[key] = value
+                break
+        else:
+            raise ConfigError(
+                f"unknown config key '{key}'{did_you_mean(key, all_keys)}; "
+                f"valid keys: {', '.join(all_keys)}"
+            )
+    return parts
+
+
+def coerce(name: str, value: Any, annotation: Any) -> Any:
+    """Check `value` against `annotation`; ints are accepted where floats are expected."""
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        options = get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return coerce(name, value, option)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{name}: unexpected value {value!r}")
+    if origin is Literal:
+        choices = get_args(annotation)
+        if value not in choices:
+            raise ConfigError(
+                f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}"
+            )
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} expects true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} expects an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} expects a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} expects a string, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} expects a list, got {value!r}")
+        (item_type, *_) = get_args(annotation) or (Any,)
+        items = [coerce(name, v, item_type) for v in value]
+        return items if origin is list else tuple(items)
+    if origin is dict or annotation is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} expects a mapping, got {value!r}")
+        return dict(value)
+    return value

@@ -1,0 +1,108 @@
+"""Run directories: ``runs/<date>-<time>-<name>-<target>-s<seed>/``, never overwritten.
+
+Each holds config.json (everything needed to rebuild the run), TensorBoard
+events, metrics.jsonl, checkpoints/{last,best}.pt and summary.json, whose
+``status`` is running, completed, interrupted or failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import GymkitError
+
+CONFIG = "config.json"
+SUMMARY = "summary.json"
+METRICS = "metrics.jsonl"
+CHECKPOINTS = "checkpoints"
+
+
+class RunDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, root: str | Path, name: str, target: str, seed: int) -> RunDir:
+        """A fresh directory; a clash (two runs in the same second) gets a numeric suffix."""
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = f"{stamp}-{_slug(name)}-{_slug(target)}-s{seed}"
+        for attempt in range(1000):
+            path = root / (base if attempt == 0 else f"{base}-{attempt}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return cls(path)
+        raise GymkitError(f"cannot create a run directory under {root}")
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        run = cls(path)
+        if not (run.path / CONFIG).is_file():
+            raise GymkitError(f"{path} is not a gymkit run directory (no {CONFIG})")
+        return run
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / SUMMARY
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    def checkpoint(self, which: str = "last") -> Path:
+        return self.checkpoints / f"{which}.pt"
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        write_json(self.config_path, config)
+
+    def read_config(self) -> dict[str, Any]:
+        return read_json(self.config_path)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json(self.summary_path, summary)
+
+    def read_summary(self) -> dict[str, Any]:
+        return read_json(self.summary_path) if self.summary_path.is_file() else {}
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomic JSON write: a reader sees the old file or the new one, never half of one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise GymkitError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise GymkitError(f"{path} does not hold a JSON object")
+    return data
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
