@@ -38,7 +38,12 @@ from toolkit.errors import ConfigError, IncompatibleEnvError
 from toolkit.evaluation import run_episodes
 from toolkit.images import heatmap
 from toolkit.registry import AGENTS
-from toolkit.seeding import numpy_rng_state, python_rng_state, set_numpy_rng_state, set_python_rng_state
+from toolkit.seeding import (
+    numpy_rng_state,
+    python_rng_state,
+    set_numpy_rng_state,
+    set_python_rng_state,
+)
 from toolkit.trainer import Agent
 
 EVAL_SEED_OFFSET = 1_000_003

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from toy_generative import ToyGaussian, toy_dataset
 
 from toolkit import launch
 from toolkit.data import DATASETS
 from toolkit.environments import ENVS
 from toolkit.registry import AGENTS, GENERATIVE
 from toolkit.testing import PluginContractError, check_plugin
-from toy_generative import ToyGaussian, toy_dataset
 
 
 def _env_for(agent: str) -> str:

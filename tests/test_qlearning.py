@@ -10,7 +10,8 @@ from toolkit.testing import make_trainer
 
 
 def _trainer(**overrides: object) -> QLearning:
-    trainer = make_trainer(QLearning, "frozenlake-deterministic", {"steps_per_call": 1, **overrides})
+    trainer = make_trainer(QLearning, "frozenlake-deterministic",
+                           {"steps_per_call": 1, **overrides})
     assert isinstance(trainer, QLearning)
     return trainer
 

@@ -67,7 +67,8 @@ def _fake_entry_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: st
     module.write_text(textwrap.dedent(body))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "thirdparty_plugin", raising=False)
-    eps = [metadata.EntryPoint("thirdparty", "thirdparty_plugin", registry_module.ENTRY_POINT_GROUP)]
+    group = registry_module.ENTRY_POINT_GROUP
+    eps = [metadata.EntryPoint("thirdparty", "thirdparty_plugin", group)]
     monkeypatch.setattr(registry_module.metadata, "entry_points", lambda group: eps)
     monkeypatch.setattr(registry_module, "_loaded", False)
     return eps

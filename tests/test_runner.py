@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import metrics_lines, q_table, train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import metrics_lines, q_table, train
 from toolkit import launch
 from toolkit.runner import Runner
 
@@ -25,7 +25,7 @@ def test_same_seed_gives_identical_metrics_and_q_table(runs_dir: Path) -> None:
     assert not torch.equal(q_table(a), q_table(c))
 
 
-def _stop_at(step: int):  # noqa: ANN202
+def _stop_at(step: int):
     def on_step(runner: Runner) -> None:
         if runner.trainer.progress()["steps"] >= step:
             runner.request_stop()

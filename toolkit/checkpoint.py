@@ -54,6 +54,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a gymkit checkpoint (no '{FORMAT}' header)")
     if body.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(
-            f"{path} was written by a newer gymkit (format {body['format_version']}); upgrade gymkit"
+            f"{path} was written by a newer gymkit (format {body['format_version']}); "
+            "upgrade gymkit"
         )
     return dict(body)

@@ -198,11 +198,11 @@ def list_plugins() -> None:
     table = Table(title="environments", title_justify="left")
     for column in ("name", "gymnasium id", "default agent", "description", "package"):
         table.add_column(column)
-    for entry in ENVS.entries():
-        preset = entry.obj
+    for env_entry in ENVS.entries():
+        preset = env_entry.obj
         kwargs = ", ".join(f"{k}={v}" for k, v in preset.kwargs.items())
-        table.add_row(entry.name, f"{preset.id}" + (f" ({kwargs})" if kwargs else ""),
-                      preset.algo, entry.description, entry.source)
+        table.add_row(env_entry.name, f"{preset.id}" + (f" ({kwargs})" if kwargs else ""),
+                      preset.algo, env_entry.description, env_entry.source)
     console.print(table)
     console.print("Any gymnasium id works as well, e.g. `gymkit run agent FrozenLake-v1 "
                   "--algo qlearning`.")
@@ -210,8 +210,8 @@ def list_plugins() -> None:
         table = Table(title="datasets", title_justify="left")
         table.add_column("name")
         table.add_column("description")
-        for entry in DATASETS.entries():
-            table.add_row(entry.name, entry.description)
+        for data_entry in DATASETS.entries():
+            table.add_row(data_entry.name, data_entry.description)
         console.print(table)
 
 

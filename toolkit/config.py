@@ -95,7 +95,7 @@ class RunSettings(BaseConfig):
         return chosen[0]
 
     def with_budget(self, unit: str, amount: int) -> RunSettings:
-        values = {"steps": None, "episodes": None, "epochs": None, unit: amount}
+        values: dict[str, Any] = {"steps": None, "episodes": None, "epochs": None, unit: amount}
         return dataclasses.replace(self, **values)
 
 
@@ -171,7 +171,7 @@ def split(values: Mapping[str, Any], *classes: type[BaseConfig]) -> list[dict[st
     parts: list[dict[str, Any]] = [{} for _ in classes]
     all_keys = [k for c in classes for k in c.field_names()]
     for key, value in values.items():
-        for part, cls in zip(parts, classes):
+        for part, cls in zip(parts, classes, strict=True):
             if key in cls.field_names():
                 part[key] = value
                 break

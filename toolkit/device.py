@@ -12,7 +12,8 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise GymkitError(f"--device {name} requested but CUDA is not available; use --device cpu")
+            raise GymkitError(
+                f"--device {name} requested but CUDA is not available; use --device cpu")
         index = torch.device(name).index
         if index is not None and index >= torch.cuda.device_count():
             raise GymkitError(

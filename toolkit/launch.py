@@ -9,6 +9,7 @@ input leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import subprocess
 import sys
@@ -186,10 +187,8 @@ def _merge(layers: list[dict[str, Any]]) -> dict[str, Any]:
 def _versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for dist in ("gymkit", "gymnasium", "torch", "numpy", "stable-baselines3"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
     return versions
 
 

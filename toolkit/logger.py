@@ -33,7 +33,8 @@ class RunLogger:
         self._metrics = metrics_path.open("a")
         self.metric_lines = keep_metric_lines or 0
 
-    def scalars(self, step: int, values: dict[str, float], extra: dict[str, Any] | None = None) -> None:
+    def scalars(self, step: int, values: dict[str, float],
+                extra: dict[str, Any] | None = None) -> None:
         for tag, value in values.items():
             self.writer.add_scalar(tag, value, global_step=step)
         record = {k: v for k, v in values.items() if not k.startswith(WALL_CLOCK_PREFIX)}

@@ -99,7 +99,8 @@ class Runner:
         logger = RunLogger(self.rundir.path, self.rundir.metrics_path, resume_step=resume_step,
                            keep_metric_lines=state.metric_lines if checkpoint else None)
         if checkpoint is None:
-            logger.hparams({"run": self.settings.to_dict(), self.spec["plugin"]: self.spec["config"]})
+            logger.hparams({"run": self.settings.to_dict(),
+                            self.spec["plugin"]: self.spec["config"]})
         started = time.perf_counter() - state.elapsed
         self._write_summary("running", state, started)
         status = "failed"

@@ -123,7 +123,7 @@ def _equal(x: Any, y: Any) -> bool:
     if isinstance(x, dict) and isinstance(y, dict):
         return x.keys() == y.keys() and all(_equal(x[k], y[k]) for k in x)
     if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
-        return len(x) == len(y) and all(_equal(a, b) for a, b in zip(x, y))
+        return len(x) == len(y) and all(_equal(a, b) for a, b in zip(x, y, strict=True))
     return bool(x == y)
 
 

@@ -77,7 +77,7 @@ class Trainer(ABC):
         """(title, text) blocks to show after training, e.g. a policy drawn on a map."""
         return []
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release environments, files and workers."""
 
 
