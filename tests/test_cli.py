@@ -54,6 +54,21 @@ def test_run_output(tmp_path: Path) -> None:
         assert text in out, text
 
 
+def test_config_file_and_set_layers(tmp_path: Path) -> None:
+    config = tmp_path / "my.yaml"
+    config.write_text("update: expected_sarsa\nalpha: 0.3\nsteps: 999999\n")
+    runs = tmp_path / "runs"
+    code, out = invoke("run", "agent", "frozenlake-deterministic", "--runs-dir", str(runs),
+                       "--config", str(config), *SMALL, "--set", "alpha=0.4", "--seed", "7")
+    assert code == 0, out
+    (path,) = runs.iterdir()
+    resolved = json.loads((path / "config.json").read_text())
+    assert resolved["config"]["update"] == "expected_sarsa"  # from the file
+    assert resolved["config"]["alpha"] == 0.4  # --set beats the file
+    assert resolved["run"]["steps"] == 3000 and resolved["run"]["seed"] == 7  # flags beat both
+    assert resolved["config"]["gamma"] == 0.99  # plugin default
+
+
 def test_list_shows_plugins_and_envs() -> None:
     code, out = invoke("list")
     assert code == 0
@@ -124,6 +139,7 @@ def test_tensorboard_launches_on_the_runs_dir(trained: Path,
     (["run", "agent", "frozenlake", "--device", "cuda"], "CUDA is not available"),
     (["run", "generative", "vae"], "unknown generative 'vae'"),
     (["run", "agent", "taxi", "--epochs", "3"], "No such option"),
+    (["run", "agent", "frozenlake", "--seed", "-1"], "seed must be in [0, inf], got -1"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_run_dir(args: list[str], message: str,
                                                       tmp_path: Path) -> None:
@@ -155,6 +171,13 @@ def test_corrupted_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
         assert len(out.strip().splitlines()) == 1 and "Traceback" not in out
 
 
+def test_runs_dir_that_is_a_file(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    code, out = invoke("run", "agent", "frozenlake", "--runs-dir", str(not_a_dir))
+    assert code == 2 and "pass another --runs-dir" in out and "Traceback" not in out
+
+
 def test_not_a_run_directory(tmp_path: Path) -> None:
     code, out = invoke("eval", str(tmp_path))
     assert code == 2 and "not a gymkit run directory" in out
@@ -182,8 +205,9 @@ def test_subprocess_list_and_error_exit_codes(env_vars: dict[str, str]) -> None:
 
 def test_sigint_then_resume_matches_an_uninterrupted_run(tmp_path: Path,
                                                          env_vars: dict[str, str]) -> None:
-    args = ["run", "agent", "frozenlake", "--seed", "3", "--steps", "150000",
-            "--set", "eval_every=50000", "--set", "final_eval_episodes=200"]
+    args = ["run", "agent", "frozenlake", "--seed", "3", "--steps", "60000",
+            "--set", "eval_every=20000", "--set", "checkpoint_every=20000",
+            "--set", "steps_per_call=200", "--set", "final_eval_episodes=200"]
     runs = tmp_path / "interrupted"
     process = subprocess.Popen([*GYMKIT, *args, "--runs-dir", str(runs)], env=env_vars,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -200,12 +224,16 @@ def test_sigint_then_resume_matches_an_uninterrupted_run(tmp_path: Path,
     (path,) = runs.iterdir()
     assert json.loads((path / "summary.json").read_text())["status"] == "interrupted"
     steps_at_interrupt = json.loads((path / "summary.json").read_text())["progress"]["steps"]
-    assert steps_at_interrupt < 150000
+    assert steps_at_interrupt < 60000
 
     resumed = subprocess.run([*GYMKIT, "resume", str(path)], capture_output=True, text=True,
                              env=env_vars)
     assert resumed.returncode == 0, resumed.stderr
     assert "completed" in resumed.stdout
+    evaluated = subprocess.run([*GYMKIT, "eval", str(path), "--episodes", "50"],
+                               capture_output=True, text=True, env=env_vars)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "over 50 episodes" in evaluated.stdout
 
     full = tmp_path / "full"
     done = subprocess.run([*GYMKIT, *args, "--runs-dir", str(full), "-q"], capture_output=True,

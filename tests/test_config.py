@@ -39,6 +39,14 @@ def test_bad_values_name_the_field(values: dict, field: str) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_exponent_floats_and_nan() -> None:
+    values = parse_assignments(["alpha=5e-1"])
+    assert values == {"alpha": "5e-1"}  # YAML 1.1 reads this as a string
+    assert build(QLearningConfig, values).alpha == 0.5
+    with pytest.raises(ConfigError, match="alpha must be a finite number"):
+        build(QLearningConfig, parse_assignments(["alpha=.nan"]))
+
+
 def test_unknown_key_suggests_close_match() -> None:
     with pytest.raises(ConfigError, match=r"unknown config key 'gama'.*did you mean: gamma"):
         build(QLearningConfig, {"gama": 0.9})
@@ -70,6 +78,8 @@ def test_run_settings_budget_needs_exactly_one_unit() -> None:
         RunSettings(steps=-5)
     with pytest.raises(ConfigError, match="device"):
         RunSettings(device="tpu")
+    with pytest.raises(ConfigError, match="seed must be in"):
+        RunSettings(seed=-1)
 
 
 def test_load_yaml(tmp_path: Path) -> None:

@@ -79,6 +79,21 @@ def test_resolve_env_short_names_ids_and_typos() -> None:
         resolve_env("frozenlak")
 
 
+def test_envs_without_a_time_limit_get_one() -> None:
+    from toolkit.environments import DEFAULT_MAX_EPISODE_STEPS
+
+    env = EnvSource("cliff", "CliffWalking-v1").make(record_stats=False)
+    env.reset(seed=0)
+    steps, truncated = 0, False
+    while not truncated and steps <= DEFAULT_MAX_EPISODE_STEPS:
+        _, _, terminated, truncated, _ = env.step(0)  # always up: never reaches the goal
+        assert not terminated
+        steps += 1
+    assert truncated and steps == DEFAULT_MAX_EPISODE_STEPS
+    preset = EnvSource("cliff", "CliffWalking-v1", {"max_episode_steps": 200}).make()
+    assert preset.spec is not None and preset.spec.max_episode_steps == 200
+
+
 def test_success_rules() -> None:
     source = EnvSource("x", "FrozenLake-v1", success="terminal_reward")
     assert source.is_success(True, False, 1.0, {})

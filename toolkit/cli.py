@@ -35,6 +35,10 @@ def friendly(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            err_console.print("[yellow]stopped at once[/]; `gymkit resume RUN_DIR` continues "
+                              "from the last checkpoint")
+            raise typer.Exit(130) from None
         except GymkitError as exc:
             message = " ".join(str(exc).split())
             err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False,
@@ -139,7 +143,7 @@ def resume(
     from toolkit import launch
 
     runner, checkpoint = launch.resume(run_dir, console=console, quiet=quiet)
-    console.print(f"resuming [bold]{runner.rundir}[/] at {checkpoint['trainer'].get('steps', '')}")
+    console.print(f"resuming [bold]{runner.rundir}[/] from checkpoints/last.pt")
     _finish(runner, runner.run(checkpoint))
 
 

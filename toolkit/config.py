@@ -8,7 +8,9 @@ annotations here, so a plugin only states what a valid value is.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -75,6 +77,7 @@ class RunSettings(BaseConfig):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
+        check_range(self, "seed", low=0)
         for name in ("eval_every", "eval_episodes", "final_eval_episodes",
                      "checkpoint_every", "threads"):
             check_range(self, name, low=1)
@@ -110,6 +113,8 @@ def check_range(
 ) -> None:
     """Raise ConfigError when ``cfg.name`` is outside the interval."""
     value = getattr(cfg, name)
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value}")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
@@ -215,6 +220,9 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
             raise ConfigError(f"{name} expects an integer, got {value!r}")
         return value
     if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name} expects a number, got {value!r}")
         return float(value)

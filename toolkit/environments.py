@@ -16,6 +16,8 @@ from toolkit.registry import Registry
 
 #: How an episode counts as a success in evaluation.
 SUCCESS_RULES = ("terminal_reward", "terminated", "truncated")
+#: Time limit for envs registered without one (pass max_episode_steps in kwargs to change it).
+DEFAULT_MAX_EPISODE_STEPS = 1000
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ class EnvSource:
             ) from exc
         except TypeError as exc:
             raise GymkitError(f"cannot make {self.id} with {kwargs}: {exc}") from exc
+        if env.spec is None or env.spec.max_episode_steps is None:
+            # An env without a time limit can loop forever under a poor greedy policy.
+            env = gym.wrappers.TimeLimit(env, DEFAULT_MAX_EPISODE_STEPS)
         if record_stats:
             env = gym.wrappers.RecordEpisodeStatistics(env)
         return env

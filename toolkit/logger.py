@@ -25,8 +25,10 @@ class RunLogger:
 
     def __init__(self, run_path: Path, metrics_path: Path, *, resume_step: int | None = None,
                  keep_metric_lines: int | None = None) -> None:
-        # purge_step drops events a crashed process wrote after its last checkpoint.
-        self.writer = SummaryWriter(log_dir=str(run_path), purge_step=resume_step)
+        # purge_step drops events a crashed process wrote after its last checkpoint; those at
+        # the checkpoint's own step were written before it and are kept.
+        purge = None if resume_step is None else resume_step + 1
+        self.writer = SummaryWriter(log_dir=str(run_path), purge_step=purge)
         if keep_metric_lines is not None and metrics_path.exists():
             lines = metrics_path.read_text().splitlines(keepends=True)[:keep_metric_lines]
             metrics_path.write_text("".join(lines))

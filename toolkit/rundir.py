@@ -31,7 +31,11 @@ class RunDir:
     def create(cls, root: str | Path, name: str, target: str, seed: int) -> RunDir:
         """A fresh directory; a clash (two runs in the same second) gets a numeric suffix."""
         root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise GymkitError(f"cannot use {root} as the runs directory: {exc.strerror}; "
+                              "pass another --runs-dir") from exc
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         base = f"{stamp}-{_slug(name)}-{_slug(target)}-s{seed}"
         for attempt in range(1000):
@@ -40,6 +44,9 @@ class RunDir:
                 path.mkdir()
             except FileExistsError:
                 continue
+            except OSError as exc:
+                raise GymkitError(f"cannot create a run directory in {root}: {exc.strerror}; "
+                                  "pass another --runs-dir") from exc
             return cls(path)
         raise GymkitError(f"cannot create a run directory under {root}")
 
@@ -88,10 +95,14 @@ class RunDir:
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Atomic JSON write: a reader sees the old file or the new one, never half of one."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True, default=str)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: Path) -> dict[str, Any]:

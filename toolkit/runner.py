@@ -41,7 +41,6 @@ class LoopState:
     next_eval: int
     next_checkpoint: int
     best: float | None = None
-    evaluations: int = 0
     metric_lines: int = 0
     elapsed: float = 0.0
 
@@ -86,6 +85,7 @@ class Runner:
     # -- the loop -----------------------------------------------------------------
 
     def run(self, checkpoint: dict[str, Any] | None = None) -> RunResult:
+        """Train until the budget is spent or a stop is requested; `checkpoint` resumes."""
         unit = self.trainer.progress_unit
         if checkpoint is None:
             state = LoopState(next_eval=self.settings.eval_every,
@@ -103,44 +103,52 @@ class Runner:
                             self.spec["plugin"]: self.spec["config"]})
         started = time.perf_counter() - state.elapsed
         self._write_summary("running", state, started)
-        status = "failed"
         try:
-            with self._signals(), self._progress() as bar:
-                task = bar.add_task(self.spec["plugin"], total=self.budget,
-                                    completed=self._spent(), info="")
-                last_time, last_count = time.perf_counter(), self.trainer.progress()[unit]
-                while self._spent() < self.budget and self._stop_signal is None:
-                    metrics = self.trainer.train_step()
-                    counters = self.trainer.progress()
-                    now = time.perf_counter()
-                    metrics["time/SPS"] = (counters[unit] - last_count) / max(now - last_time, 1e-9)
-                    last_time, last_count = now, counters[unit]
-                    logger.scalars(counters[unit], metrics, extra=_other_counters(counters, unit))
-                    if counters[unit] >= state.next_eval:
-                        self._evaluate(logger, state, self.settings.eval_episodes)
-                        state.next_eval = _next_multiple(counters[unit], self.settings.eval_every)
-                    if counters[unit] >= state.next_checkpoint:
-                        state.next_checkpoint = _next_multiple(counters[unit],
-                                                               self.settings.checkpoint_every)
-                        self._save("last", state, logger, started)
-                    bar.update(task, completed=self._spent(), info=_brief(metrics, state))
-                    if self.on_step is not None:
-                        self.on_step(self)
-            if self._stop_signal is not None:
-                status = "interrupted"
-            else:
-                final = self._evaluate(logger, state, self.settings.final_eval_episodes)
-                status = "completed"
-            self._save("last", state, logger, started)
-            summary = self._write_summary(status, state, started,
-                                          final=None if status != "completed" else final)
+            with self._signals():
+                self._loop(state, logger, started)
+                final = None
+                if self._stop_signal is None:
+                    final = self._evaluate(logger, state, self.settings.final_eval_episodes)
+                status = "completed" if final is not None else "interrupted"
+                self._save("last", state, logger, started)
+            summary = self._write_summary(status, state, started, final=final)
             return RunResult(status, summary, self.rundir)
+        except KeyboardInterrupt:
+            # A second Ctrl-C stopped a step half-way: that state cannot be saved, but
+            # checkpoints/last.pt from before it still resumes the run.
+            self._write_summary("interrupted", state, started,
+                                error="stopped at once; resume continues from the last checkpoint")
+            raise
         except BaseException as exc:
-            if status == "failed":
-                self._write_summary("failed", state, started, error=f"{type(exc).__name__}: {exc}")
+            self._write_summary("failed", state, started, error=f"{type(exc).__name__}: {exc}")
             raise
         finally:
             logger.close()
+
+    def _loop(self, state: LoopState, logger: RunLogger, started: float) -> None:
+        unit = self.trainer.progress_unit
+        with self._progress() as bar:
+            task = bar.add_task(self.spec["plugin"], total=self.budget, completed=self._spent(),
+                                info="")
+            last_time, last_count = time.perf_counter(), self.trainer.progress()[unit]
+            while self._spent() < self.budget and self._stop_signal is None:
+                metrics = self.trainer.train_step()
+                counters = self.trainer.progress()
+                now = time.perf_counter()
+                metrics["time/SPS"] = (counters[unit] - last_count) / max(now - last_time, 1e-9)
+                last_time, last_count = now, counters[unit]
+                logger.scalars(counters[unit], metrics, extra=_other_counters(counters, unit))
+                # The final evaluation replaces a periodic one due on the last step.
+                if counters[unit] >= state.next_eval and self._spent() < self.budget:
+                    self._evaluate(logger, state, self.settings.eval_episodes)
+                    state.next_eval = _next_multiple(counters[unit], self.settings.eval_every)
+                if counters[unit] >= state.next_checkpoint:
+                    state.next_checkpoint = _next_multiple(counters[unit],
+                                                           self.settings.checkpoint_every)
+                    self._save("last", state, logger, started)
+                bar.update(task, completed=self._spent(), info=_brief(metrics, state))
+                if self.on_step is not None:
+                    self.on_step(self)
 
     def _spent(self) -> int:
         return self.trainer.progress()[self.budget_unit]
@@ -150,7 +158,6 @@ class Runner:
         step = self.trainer.progress()[self.trainer.progress_unit]
         logger.scalars(step, result)
         logger.images(step, self.trainer.images())
-        state.evaluations += 1
         score = result.get(self.trainer.eval_metric)
         if score is not None and math.isfinite(score):
             sign = 1 if self.trainer.eval_higher_is_better else -1

@@ -26,7 +26,7 @@ from toolkit.data import DATASETS
 from toolkit.environments import resolve_env
 from toolkit.errors import ConfigError
 from toolkit.logger import TAG_PREFIXES
-from toolkit.seeding import seed_everything
+from toolkit.seeding import global_rng_state, seed_everything, set_global_rng_state
 from toolkit.trainer import Agent, Trainer
 
 
@@ -56,13 +56,16 @@ def check_plugin(cls: type[Trainer], target: str, *, overrides: dict[str, Any] |
     _expect(history_b == history_a[:steps], "two trainers with one seed reported different "
                                             "metrics: training is not deterministic")
     with tempfile.TemporaryDirectory() as tmp:
-        path = save_checkpoint(Path(tmp) / "check.pt", {"trainer": b.state_dict()})
-        state = load_checkpoint(path)["trainer"]
+        path = save_checkpoint(Path(tmp) / "check.pt",
+                               {"trainer": b.state_dict(), "rng": global_rng_state()})
+        saved = load_checkpoint(path)
+    state = saved["trainer"]
     _expect(_equal(state, b.state_dict()), "state_dict changed on its way through a checkpoint "
                                            "file: keep it to tensors, numbers, strings, lists")
 
     c = make_trainer(cls, target, overrides, seed=1)
     c.load_state_dict(state)
+    set_global_rng_state(saved["rng"])  # as the runner does on resume
     _expect(c.progress() == b.progress(), "load_state_dict did not restore progress()")
     history_c = [_checked_step(c) for _ in range(steps)]
     _expect(history_c == history_a[steps:], "a trainer resumed from a checkpoint reported other "
@@ -110,10 +113,12 @@ def _check_evaluate(trainer: Trainer) -> None:
         _expect(tag.startswith("eval/") and math.isfinite(value),
                 f"evaluate() returned '{tag}': {value!r}; want finite numbers under eval/")
     if isinstance(trainer, Agent):
-        obs, _ = trainer.source.make().reset(seed=0)
+        env = trainer.source.make()
+        obs, _ = env.reset(seed=0)
         action = trainer.predict(obs)
-        _expect(trainer.source.make().action_space.contains(action),
+        _expect(env.action_space.contains(action),
                 f"predict() returned {action!r}, not in the action space")
+        env.close()
 
 
 def _equal(x: Any, y: Any) -> bool:
