@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group
@@ -37,12 +38,14 @@ def render_summary(console: Console, summary: dict[str, Any], trainer: Trainer) 
     table.add_column()
     table.add_row("run", f"{summary['plugin']} on {summary['target']}, seed {summary['seed']}")
     counters = ", ".join(f"{v:,} {k}" for k, v in summary["progress"].items())
-    table.add_row("trained", f"{counters} in {summary['wall_time_s']:.1f} s "
-                             f"({summary['per_second']:,.0f} {trainer.progress_unit}/s)")
+    table.add_row("trained", counters)
+    table.add_row("wall time", f"{summary['wall_time_s']:.1f} s, training and evaluation")
     for name, value in eval_rows(summary.get("final_eval", {})):
         table.add_row(name, value)
     horizon = summary.get("optimum_horizon")
     for key in ("optimal_success_rate", "optimal_mean_return"):
+        if key == "optimal_mean_return" and summary.get(key) == summary.get("optimal_success_rate"):
+            continue  # rewards of 1 for success only: the two optima are one number
         if key in summary:
             table.add_row(key.replace("_", " "),
                           f"{summary[key]:.4f} (value iteration on the env's transition table, "
@@ -55,6 +58,4 @@ def render_summary(console: Console, summary: dict[str, Any], trainer: Trainer) 
 
 
 def _parent(path: str) -> str:
-    from pathlib import Path
-
     return str(Path(path).parent)
