@@ -52,7 +52,7 @@ def test_foreign_pickle_is_refused_and_not_executed(tmp_path: Path) -> None:
         load_checkpoint(path)
     assert not target.exists()
     plain = tmp_path / "plain.pt"
-    plain.write_bytes(pickle.dumps({"a": 1}))
+    plain.write_bytes(pickle.dumps({"a": 1}, protocol=2))
     with pytest.raises(CheckpointError):
         load_checkpoint(plain)
 

@@ -96,19 +96,22 @@ def test_eval_renders_ansi_frames(trained: Path) -> None:
     assert "over 1 episodes" in out
 
 
-def test_video_without_optional_dependencies_says_how_to_install(
-        trained: Path, tmp_path: Path) -> None:
-    try:
-        import moviepy  # noqa: F401
-        import pygame  # noqa: F401
-    except ImportError:
-        code, out = invoke("eval", str(trained), "--video", str(tmp_path / "videos"))
-        assert code == 2
-        assert "pip install 'gymkit[render]'" in out
-    else:
-        code, out = invoke("eval", str(trained), "--video", str(tmp_path / "videos"))
-        assert code == 0, out
-        assert list((tmp_path / "videos").glob("*.mp4"))
+def test_video_records_mp4_files(trained: Path, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    code, out = invoke("eval", str(trained), "--video", str(tmp_path / "videos"),
+                       "--episodes", "2")
+    assert code == 0, out
+    videos = sorted((tmp_path / "videos").glob("*.mp4"))
+    assert len(videos) == 2 and all(v.stat().st_size > 1000 for v in videos)
+
+
+def test_video_without_moviepy_says_how_to_install(trained: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "moviepy", None)  # import moviepy -> ImportError
+    code, out = invoke("eval", str(trained), "--video", str(tmp_path / "videos"))
+    assert code == 2, out
+    assert "pip install 'gymkit[render]'" in out and "Traceback" not in out
 
 
 def test_resume_of_a_completed_run_is_refused(trained: Path) -> None:
