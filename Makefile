@@ -3,9 +3,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# torch is installed first and pinned so that pip does not resolve a plain
-# `torch` to a multi-gigabyte CUDA build on Linux; override for your machine,
-# e.g. `make run TORCH=torch` or TORCH="torch==2.5.1".
+# torch is installed first and pinned: on this project's CI machines torch 2.13.0
+# is a local CPU build, while a plain `torch` would resolve to a multi-gigabyte
+# CUDA build. Override for your machine, e.g. `make run TORCH="torch==2.5.1"`.
 TORCH ?= torch==2.13.0
 
 .PHONY: setup run test lint clean

@@ -245,3 +245,23 @@ def test_sigint_then_resume_matches_an_uninterrupted_run(tmp_path: Path,
     (full_path,) = full.iterdir()
     assert metrics_lines(path) == metrics_lines(full_path)
     assert torch.equal(q_table(path), q_table(full_path))
+
+
+def test_run_generative_through_the_cli(tmp_path: Path) -> None:
+    from toolkit.data import DATASETS
+    from toolkit.registry import GENERATIVE
+    from toy_generative import ToyGaussian, toy_dataset
+
+    GENERATIVE.add("toy-gaussian", ToyGaussian)
+    DATASETS.add("toy-points", toy_dataset)
+    try:
+        code, out = invoke("run", "generative", "toy-gaussian", "--epochs", "4", "-q",
+                           "--runs-dir", str(tmp_path))
+        assert code == 0, out
+        assert "toy-gaussian on toy-points" in out and "4 epochs" in out
+        code, out = invoke("run", "generative", "toy-gaussian", "--dataset", "toy-pts",
+                           "--runs-dir", str(tmp_path / "bad"))
+        assert code == 2 and "unknown dataset 'toy-pts' (did you mean: toy-points?)" in out
+    finally:
+        GENERATIVE.remove("toy-gaussian")
+        DATASETS.remove("toy-points")
