@@ -248,9 +248,10 @@ def test_sigint_then_resume_matches_an_uninterrupted_run(tmp_path: Path,
 
 
 def test_run_generative_through_the_cli(tmp_path: Path) -> None:
+    from toy_generative import ToyGaussian, toy_dataset
+
     from toolkit.data import DATASETS
     from toolkit.registry import GENERATIVE
-    from toy_generative import ToyGaussian, toy_dataset
 
     GENERATIVE.add("toy-gaussian", ToyGaussian)
     DATASETS.add("toy-points", toy_dataset)
