@@ -92,7 +92,7 @@ def test_eval_best_checkpoint(trained: Path) -> None:
 def test_eval_renders_ansi_frames(trained: Path) -> None:
     code, out = invoke("eval", str(trained), "--render", "ansi")
     assert code == 0, out
-    assert ("SFFF" in out and "(Down)" in out) or "(Right)" in out
+    assert "SFFF" in out and ("(Down)" in out or "(Right)" in out)
     assert "over 1 episodes" in out
 
 
