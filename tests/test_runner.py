@@ -11,6 +11,7 @@ from conftest import metrics_lines, q_table, train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from toolkit import launch
+from toolkit.errors import GymkitError
 from toolkit.runner import Runner
 
 
@@ -56,6 +57,16 @@ def test_resume_drops_metrics_written_after_the_checkpoint(runs_dir: Path) -> No
     runner, checkpoint = launch.resume(path, quiet=True)
     runner.run(checkpoint)
     assert metrics_lines(path) == metrics_lines(full)
+
+
+def test_a_run_in_use_cannot_be_resumed_twice(runs_dir: Path) -> None:
+    result = train(runs_dir, on_step=_stop_at(1))
+    runner, checkpoint = launch.resume(result.rundir.path, quiet=True)
+    lines_before = metrics_lines(result.rundir.path)
+    with result.rundir.lock(), pytest.raises(GymkitError, match="in use by another"):
+        runner.run(checkpoint)
+    assert metrics_lines(result.rundir.path) == lines_before  # nothing touched
+    assert runner.run(checkpoint).status == "completed"  # free again
 
 
 def test_tensorboard_events_hold_the_documented_tags(runs_dir: Path) -> None:

@@ -11,6 +11,8 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ CONFIG = "config.json"
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
+LOCK = ".lock"
 
 
 class RunDir:
@@ -87,6 +90,22 @@ class RunDir:
 
     def read_summary(self) -> dict[str, Any]:
         return read_json(self.summary_path) if self.summary_path.is_file() else {}
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive use by one process; the OS releases it when that process dies."""
+        try:
+            import fcntl
+        except ImportError:  # Windows has no advisory locks: no protection there
+            yield
+            return
+        with (self.path / LOCK).open("w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise GymkitError(f"{self.path} is in use by another gymkit process; "
+                                  "wait for it to finish or stop it first") from None
+            yield
 
     def __str__(self) -> str:
         return str(self.path)

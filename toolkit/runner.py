@@ -86,6 +86,10 @@ class Runner:
 
     def run(self, checkpoint: dict[str, Any] | None = None) -> RunResult:
         """Train until the budget is spent or a stop is requested; `checkpoint` resumes."""
+        with self.rundir.lock():
+            return self._run(checkpoint)
+
+    def _run(self, checkpoint: dict[str, Any] | None) -> RunResult:
         unit = self.trainer.progress_unit
         if checkpoint is None:
             state = LoopState(next_eval=self.settings.eval_every,
