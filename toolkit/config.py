@@ -97,10 +97,6 @@ class RunSettings(BaseConfig):
             )
         return chosen[0]
 
-    def with_budget(self, unit: str, amount: int) -> RunSettings:
-        values: dict[str, Any] = {"steps": None, "episodes": None, "epochs": None, unit: amount}
-        return dataclasses.replace(self, **values)
-
 
 def check_range(
     cfg: object,

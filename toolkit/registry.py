@@ -8,7 +8,6 @@ plugins (``agents``, ``generative``, ``envs``) load the same way.
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata as metadata
 import warnings
 from collections.abc import Callable, Iterator
@@ -141,14 +140,6 @@ def _source_of(obj: object) -> str:
 def _first_line(obj: object) -> str:
     doc = getattr(obj, "__doc__", None) or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
-
-
-def import_module(name: str) -> None:
-    """Import a plugin module by name (``--plugin my_pkg.my_module`` on the CLI)."""
-    try:
-        importlib.import_module(name)
-    except ImportError as exc:
-        raise RegistryError(f"cannot import plugin module '{name}': {exc}") from exc
 
 
 AGENTS: Registry[type[Trainer]] = Registry("agent")

@@ -51,11 +51,7 @@ def render_summary(console: Console, summary: dict[str, Any], trainer: Trainer) 
                           f"{summary[key]:.4f} (value iteration on the env's transition table, "
                           f"{horizon}-step limit)")
     table.add_row("run directory", summary["run_dir"])
-    table.add_row("tensorboard", f"gymkit tensorboard {_parent(summary['run_dir'])}")
+    table.add_row("tensorboard", f"gymkit tensorboard {Path(summary['run_dir']).parent}")
     parts: list[Any] = [table]
     parts += [Panel(text, title=title, expand=False) for title, text in trainer.panels()]
     console.print(Panel(Group(*parts), title=f"[bold]{summary['status']}", expand=False))
-
-
-def _parent(path: str) -> str:
-    return str(Path(path).parent)

@@ -8,15 +8,14 @@ events, metrics.jsonl, checkpoints/{last,best}.pt and summary.json, whose
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from toolkit.atomic import atomic_write
 from toolkit.errors import GymkitError
 
 CONFIG = "config.json"
@@ -112,16 +111,9 @@ class RunDir:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomic JSON write: a reader sees the old file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        json.dump(data, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
 
 
 def read_json(path: Path) -> dict[str, Any]:
