@@ -9,7 +9,11 @@ For a transition (s, a, r, s'):
 
 where pi is the epsilon-greedy policy being followed. A time-limit truncation
 is not terminal: the target still bootstraps from Q(s', .). Epsilon and alpha
-decay geometrically after every step or every episode, down to their floors.
+either decay geometrically after every step or every episode, down to their
+floors (``schedule: exponential``), or fall linearly to their floors over the
+first `decay_fraction` of the training budget (``schedule: linear``, as
+Stable-Baselines3's exploration schedule); the linear schedule is computed
+from the progress counters, so it continues unbroken across a resume.
 
 The table is a list of Python lists rather than a numpy array: per-element
 access to Python floats is several times faster than to numpy scalars, and
@@ -18,13 +22,13 @@ this loop runs once per environment step.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from agents.tabular import (
     draw_policy,
@@ -44,9 +48,7 @@ from toolkit.seeding import (
     set_numpy_rng_state,
     set_python_rng_state,
 )
-from toolkit.trainer import Agent
-
-EVAL_SEED_OFFSET = 1_000_003
+from toolkit.trainer import Agent, TrainerContext
 
 
 @dataclass
@@ -58,13 +60,18 @@ class QLearningConfig(TrainerConfig):
     epsilon: float = param(0.3, "exploration rate at the start")
     epsilon_min: float = param(0.01, "floor of the decaying exploration rate")
     epsilon_decay: float = param(0.999, "exploration rate multiplier per decay step")
-    decay_every: Literal["step", "episode"] = param("episode", "decay epsilon and alpha after "
-                                                    "every step or every episode")
+    schedule: Literal["exponential", "linear"] = param(
+        "exponential", "how epsilon and alpha fall to their floors: by their decay factors, or "
+        "linearly over decay_fraction of the budget")
+    decay_fraction: float = param(0.5, "linear schedule: fraction of the budget after which "
+                                       "epsilon and alpha are at their floors")
+    decay_every: Literal["step", "episode"] = param("episode", "exponential schedule: decay "
+                                                    "after every step or every episode")
     update: Literal["q_learning", "expected_sarsa"] = param(
         "q_learning", "target: max over next actions, or expectation under epsilon-greedy")
     initial_q: float = param(0.0, "initial value of every Q(s, a)")
     steps_per_call: int = param(1000, "environment steps per train_step, rounded up to "
-                                      "the end of an episode")
+                                      "the end of an episode unless the budget ends first")
 
     def validate(self) -> None:
         check_range(self, "alpha", 0, 1, low_open=True)
@@ -74,6 +81,7 @@ class QLearningConfig(TrainerConfig):
         check_range(self, "epsilon", 0, 1)
         check_range(self, "epsilon_min", 0, 1)
         check_range(self, "epsilon_decay", 0, 1, low_open=True)
+        check_range(self, "decay_fraction", 0, 1, low_open=True)
         check_range(self, "steps_per_call", 1)
         if self.alpha_min > self.alpha:
             raise ConfigError(f"alpha_min ({self.alpha_min}) must not exceed alpha ({self.alpha})")
@@ -89,28 +97,36 @@ class QLearning(Agent):
     Config = QLearningConfig
     cfg: QLearningConfig
     source: EnvSource
+    uses_torch = False
 
-    def __init__(self, cfg: QLearningConfig, source: EnvSource, device: torch.device,
-                 seed: int) -> None:
-        super().__init__(cfg, source, device, seed)
+    def __init__(self, cfg: QLearningConfig, source: EnvSource, ctx: TrainerContext) -> None:
+        super().__init__(cfg, source, ctx)
         self.env = source.make()
         obs_space, act_space = self.env.observation_space, self.env.action_space
-        if not (isinstance(obs_space, gym.spaces.Discrete)
-                and isinstance(act_space, gym.spaces.Discrete)):
+        problem = self.incompatibility(obs_space, act_space)
+        if problem is not None:
             self.env.close()
             raise IncompatibleEnvError(
-                f"qlearning needs Discrete observation and action spaces, but {source.id} has "
-                f"observations {obs_space} and actions {act_space}; pick an agent for "
-                "continuous observations (see `gymkit list`)"
+                f"qlearning {problem}, but {source.id} has observations {obs_space} and actions "
+                f"{act_space}; pick another agent with --algo (see `gymkit list`)"
             )
+        assert isinstance(obs_space, gym.spaces.Discrete)
+        assert isinstance(act_space, gym.spaces.Discrete)
         self.n_states, self.n_actions = int(obs_space.n), int(act_space.n)
         self.q = [[cfg.initial_q] * self.n_actions for _ in range(self.n_states)]
         self.epsilon, self.alpha = cfg.epsilon, cfg.alpha
         self.steps = self.episodes = 0
-        self.rng = random.Random(seed)
-        self.obs, _ = self.env.reset(seed=seed)
+        self.rng = random.Random(self.seed)
+        self.obs, _ = self.env.reset(seed=self.seed)
         self.episode_done = False
         self._eval_env: gym.Env | None = None
+
+    @classmethod
+    def incompatibility(cls, observation_space: Any, action_space: Any) -> str | None:
+        if isinstance(observation_space, gym.spaces.Discrete) and isinstance(
+                action_space, gym.spaces.Discrete):
+            return None
+        return "needs Discrete observation and action spaces (a table row per state)"
 
     # -- acting ---------------------------------------------------------------------
 
@@ -135,12 +151,20 @@ class QLearning(Agent):
         cfg, env, q = self.cfg, self.env, self.q
         gamma, n_actions = cfg.gamma, self.n_actions
         expected = cfg.update == "expected_sarsa"
-        per_step = cfg.decay_every == "step"
+        linear = cfg.schedule == "linear"
+        per_step = cfg.decay_every == "step" and not linear
+        per_episode = cfg.decay_every == "episode" and not linear
+        # Never past the budget: the last call may stop in mid-episode.
+        budget = self.ctx.budget
+        left = budget.amount - (self.steps if budget.unit == "steps" else self.episodes)
+        max_steps = left if budget.unit == "steps" else math.inf
+        max_episodes = left if budget.unit == "episodes" else math.inf
         returns: list[float] = []
         lengths: list[int] = []
         td_sum, steps = 0.0, 0
         obs = self.obs
-        while steps < cfg.steps_per_call or not self.episode_done:
+        while (steps < max_steps and len(returns) < max_episodes
+               and (steps < cfg.steps_per_call or not self.episode_done)):
             if self.episode_done:
                 obs, _ = env.reset()
                 self.episode_done = False
@@ -166,10 +190,13 @@ class QLearning(Agent):
                 lengths.append(int(info["episode"]["l"]))
                 self.episodes += 1
                 self.episode_done = True
-                if not per_step:
+                if per_episode:
                     self._decay()
             else:
                 obs = next_obs
+            if linear:
+                done = self.steps + steps if budget.unit == "steps" else self.episodes
+                self._anneal(done / budget.amount)
         self.obs = obs
         self.steps += steps
         metrics = {
@@ -187,17 +214,24 @@ class QLearning(Agent):
         self.epsilon = max(cfg.epsilon_min, self.epsilon * cfg.epsilon_decay)
         self.alpha = max(cfg.alpha_min, self.alpha * cfg.alpha_decay)
 
+    def _anneal(self, fraction: float) -> None:
+        """Linear schedule: start values at fraction 0, floors from `decay_fraction` on."""
+        cfg = self.cfg
+        t = min(1.0, fraction / cfg.decay_fraction)
+        self.epsilon = (1 - t) * cfg.epsilon + t * cfg.epsilon_min
+        self.alpha = (1 - t) * cfg.alpha + t * cfg.alpha_min
+
     def progress(self) -> dict[str, int]:
         return {"steps": self.steps, "episodes": self.episodes}
 
     # -- evaluation -----------------------------------------------------------------
 
-    def evaluate(self, episodes: int | None = None) -> dict[str, float]:
-        """The greedy policy over `episodes` episodes, the same episode seeds every time."""
+    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
+        """The greedy policy over `episodes` episodes; `seed` seeds the first reset."""
         if self._eval_env is None:
             self._eval_env = self.source.make(record_stats=False)
-        results = run_episodes(self._eval_env, self.predict, episodes or 100,
-                               seed=self.seed + EVAL_SEED_OFFSET, source=self.source)
+        results = run_episodes(self._eval_env, self.predict, episodes, seed=seed,
+                               source=self.source)
         return results.metrics(with_success=self.source.success is not None)
 
     def q_table(self) -> np.ndarray:
@@ -231,7 +265,7 @@ class QLearning(Agent):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "q": torch.tensor(self.q, dtype=torch.float64),
+            "q": [list(row) for row in self.q],
             "epsilon": self.epsilon,
             "alpha": self.alpha,
             "steps": self.steps,
@@ -244,12 +278,14 @@ class QLearning(Agent):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         q = state["q"]
-        if tuple(q.shape) != (self.n_states, self.n_actions):
+        q = q.tolist() if hasattr(q, "tolist") else q  # a tensor in checkpoints before 0.2
+        shape = (len(q), len(q[0]) if q else 0)
+        if shape != (self.n_states, self.n_actions):
             raise ConfigError(
-                f"checkpoint Q-table has shape {tuple(q.shape)}, this env needs "
+                f"checkpoint Q-table has shape {shape}, this env needs "
                 f"{(self.n_states, self.n_actions)}"
             )
-        self.q = q.tolist()
+        self.q = [[float(v) for v in row] for row in q]
         self.epsilon, self.alpha = float(state["epsilon"]), float(state["alpha"])
         self.steps, self.episodes = int(state["steps"]), int(state["episodes"])
         self.obs, self.episode_done = int(state["obs"]), bool(state["episode_done"])

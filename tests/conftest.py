@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from toolkit import launch
 from toolkit.checkpoint import load_checkpoint
@@ -35,5 +34,5 @@ def metrics_lines(run_path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_path / "metrics.jsonl").read_text().splitlines()]
 
 
-def q_table(run_path: Path, which: str = "last") -> torch.Tensor:
+def q_table(run_path: Path, which: str = "last") -> list[list[float]]:
     return load_checkpoint(run_path / "checkpoints" / f"{which}.pt")["trainer"]["q"]

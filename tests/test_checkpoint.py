@@ -67,3 +67,50 @@ def test_checkpoint_without_header_is_refused(tmp_path: Path) -> None:
 def test_missing_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load_checkpoint(tmp_path / "none.pt")
+
+
+def test_plain_data_is_written_as_json_and_read_back_exactly(tmp_path: Path) -> None:
+    payload = {"q": [[0.1, -0.0, 1e-300], [float("inf"), 2.5, 3.0]], "n": 2**70, "ok": True,
+               "rng": global_rng_state()["python"], "none": None}
+    if "torch" in __import__("sys").modules:
+        payload.pop("rng")
+    path = save_checkpoint(tmp_path / "plain.pt", payload)
+    assert path.read_bytes().startswith(b"{")
+    loaded = load_checkpoint(path)
+    assert {k: loaded[k] for k in payload} == payload
+
+
+def test_a_tensor_makes_it_a_torch_checkpoint(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "t.pt", {"w": torch.ones(2), "pair": (1, 2), "d": {3: 4}})
+    assert path.read_bytes().startswith(b"PK")
+    loaded = load_checkpoint(path)
+    assert loaded["pair"] == (1, 2) and loaded["d"] == {3: 4}
+
+
+@pytest.mark.parametrize(("value", "where", "fix"), [
+    (np.zeros(3), "checkpoint['trainer']['q']", "torch.from_numpy(array) or array.tolist()"),
+    (np.float32(1.0), "checkpoint['trainer']['q']", "float(x) or int(x)"),
+    ({1.5: 2}, "checkpoint['trainer']['q']", "use strings or integers as keys"),
+    (object(), "checkpoint['trainer']['q']", "store its state as tensors"),
+])
+def test_a_state_that_a_checkpoint_cannot_hold_is_named(tmp_path: Path, value: object,
+                                                        where: str, fix: str) -> None:
+    with pytest.raises(CheckpointError) as info:
+        save_checkpoint(tmp_path / "c.pt", {"trainer": {"steps": 1, "q": value}})
+    assert where in str(info.value) and fix in str(info.value)
+    assert not (tmp_path / "c.pt").exists()
+
+
+def test_a_checkpoint_missing_its_parts_is_named(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "header.pt", {})
+    with pytest.raises(CheckpointError, match=r"incomplete \(no 'trainer', 'loop'\)"):
+        load_checkpoint(path, require=("trainer", "loop"))
+
+
+def test_a_pickled_object_gives_one_clean_line(tmp_path: Path) -> None:
+    path = tmp_path / "objects.pt"
+    torch.save({"format": "gymkit-checkpoint", "q": np.zeros(3)}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert "not plain data" in message and "\x1b" not in message and "\n" not in message

@@ -1,23 +1,27 @@
-"""Every registered plugin passes `check_plugin`; a broken one is caught."""
+"""Every registered plugin passes `check_plugin`; each kind of broken plugin is caught."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+import torch
 from toy_generative import ToyGaussian, toy_dataset
 
+from agents.qlearning import QLearning
 from toolkit import launch
 from toolkit.data import DATASETS
-from toolkit.environments import ENVS
+from toolkit.environments import ENVS, resolve_env
 from toolkit.registry import AGENTS, GENERATIVE
 from toolkit.testing import PluginContractError, check_plugin
 
-
-def _env_for(agent: str) -> str:
-    return next((e.name for e in ENVS.entries() if e.obj.algo == agent), "frozenlake")
+#: Envs whose episodes start in random states: a trainer that loses env state on resume
+#: shows it there, where a fixed start state (FrozenLake) hides it.
+RANDOM_START_ENVS = {"qlearning": "taxi"}
 
 
 @pytest.fixture
@@ -29,19 +33,27 @@ def toy_registered() -> Iterator[None]:
     DATASETS.remove("toy-points")
 
 
+def test_contract_envs_have_random_starts() -> None:
+    for agent, env in RANDOM_START_ENVS.items():
+        made = resolve_env(env)[0].make()
+        starts = {made.reset(seed=seed)[0] for seed in range(20)}
+        assert len(starts) > 1, f"{env} starts in one state: it cannot test {agent}'s resume"
+    assert set(RANDOM_START_ENVS) == set(AGENTS.names()), "name a random-start env per agent"
+    assert all(ENVS.entry(env) for env in RANDOM_START_ENVS.values())
+
+
 @pytest.mark.parametrize("name", AGENTS.names())
 def test_every_agent_passes_the_contract(name: str) -> None:
-    check_plugin(AGENTS.get(name), _env_for(name), overrides={"steps_per_call": 200})
+    check_plugin(AGENTS.get(name), RANDOM_START_ENVS[name], overrides={"steps_per_call": 200})
 
 
-def test_every_generative_trainer_passes_the_contract() -> None:
-    for name in GENERATIVE.names():
-        cls = GENERATIVE.get(name)
-        check_plugin(cls, cls.default_dataset)
+@pytest.mark.parametrize("name", ["toy-gaussian", *GENERATIVE.names()])
+def test_every_generative_trainer_passes_the_contract(name: str, toy_registered: None) -> None:
+    cls = GENERATIVE.get(name)
+    check_plugin(cls, cls.default_dataset)
 
 
-def test_toy_generative_trainer_passes_and_learns(toy_registered: None, tmp_path: Path) -> None:
-    check_plugin(ToyGaussian, "toy-points")
+def test_toy_generative_trainer_learns(toy_registered: None, tmp_path: Path) -> None:
     prepared = launch.prepare("generative", None, "toy-gaussian", flags={"epochs": 30},
                               assignments=["eval_every=5"])
     result = launch.start(prepared, tmp_path, quiet=True).run()
@@ -51,6 +63,15 @@ def test_toy_generative_trainer_passes_and_learns(toy_registered: None, tmp_path
     assert (result.rundir.path / "checkpoints" / "best.pt").is_file()
 
 
+def test_generative_trainers_evaluate_and_checkpoint_every_epoch(toy_registered: None,
+                                                                  tmp_path: Path) -> None:
+    prepared = launch.prepare("generative", None, "toy-gaussian", flags={"epochs": 3})
+    assert prepared.settings.eval_every == 1 and prepared.settings.checkpoint_every == 1
+    agent = launch.prepare("agent", "frozenlake", flags={"steps": 10})
+    assert agent.settings.eval_every == 50_000  # the frozenlake preset's own cadence
+    assert launch.prepare("agent", "taxi", flags={"steps": 10}).settings.checkpoint_every == 50_000
+
+
 def test_check_plugin_catches_a_nondeterministic_trainer(toy_registered: None) -> None:
     class Sloppy(ToyGaussian):
         def train_step(self) -> dict[str, float]:
@@ -58,7 +79,7 @@ def test_check_plugin_catches_a_nondeterministic_trainer(toy_registered: None) -
             metrics["losses/nll"] += random.SystemRandom().random()  # not seedable
             return metrics
 
-    with pytest.raises(PluginContractError, match="not deterministic"):
+    with pytest.raises(PluginContractError, match="not deterministic: first at train_step 1"):
         check_plugin(Sloppy, "toy-points")
 
 
@@ -73,5 +94,80 @@ def test_check_plugin_catches_a_trainer_that_forgets_state(toy_registered: None)
             with_optimizer = {**state, "optimizer": self.optimizer.state_dict()}
             super().load_state_dict(with_optimizer)
 
-    with pytest.raises(PluginContractError, match="resumed from a checkpoint"):
+    with pytest.raises(PluginContractError,
+                       match=r"resumed from a checkpoint reported other metrics than an "
+                             r"uninterrupted one: first at train_step 4, losses/nll = "):
         check_plugin(Forgetful, "toy-points")
+
+
+class ResetsAtTheEnd(QLearning):
+    """The classic resume bug: resetting the env at the end of train_step instead of lazily
+    at the start of the next one. A resumed trainer's fresh env is then not where `obs` says."""
+
+    def train_step(self) -> dict[str, float]:
+        metrics = super().train_step()
+        self.obs, _ = self.env.reset()
+        self.episode_done = False
+        return metrics
+
+
+def test_check_plugin_catches_a_reset_at_the_end_of_train_step() -> None:
+    with pytest.raises(PluginContractError, match=r"first at train_step \d, \w+/\w+ = "):
+        check_plugin(ResetsAtTheEnd, "taxi", overrides={"steps_per_call": 200})
+
+
+class NumpyState(QLearning):
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "q": np.array(self.q)}
+
+
+def test_check_plugin_names_a_state_entry_a_checkpoint_cannot_hold() -> None:
+    with pytest.raises(PluginContractError,
+                       match=r"checkpoint\['trainer'\]\['q'\] holds a numpy.ndarray.*"
+                             r"torch.from_numpy\(array\) or array.tolist\(\)"):
+        check_plugin(NumpyState, "taxi", overrides={"steps_per_call": 50})
+
+
+@pytest.mark.parametrize(("value", "type_name"), [
+    (torch.tensor(0.5), "torch.Tensor"),
+    (np.float32(0.5), "numpy.float32"),
+    (None, "NoneType"),
+])
+def test_check_plugin_names_a_metric_of_the_wrong_type(value: Any, type_name: str) -> None:
+    class WrongType(QLearning):
+        def train_step(self) -> dict[str, float]:
+            return {**super().train_step(), "losses/extra": value}
+
+    with pytest.raises(PluginContractError,
+                       match=rf"returned 'losses/extra' as {type_name}; return a Python float"):
+        check_plugin(WrongType, "taxi", overrides={"steps_per_call": 50})
+
+
+def test_check_plugin_catches_a_train_step_that_overshoots_the_budget() -> None:
+    class Overshoots(QLearning):
+        def budget_left(self) -> int:
+            return 10**9
+
+        def train_step(self) -> dict[str, float]:
+            self.ctx = type(self.ctx)(self.ctx.device, self.ctx.seed,
+                                      type(self.ctx.budget)("steps", 10**9))
+            return super().train_step()
+
+    with pytest.raises(PluginContractError, match="with a budget of 1 steps, one train_step did"):
+        check_plugin(Overshoots, "taxi", overrides={"steps_per_call": 50})
+
+
+def test_check_plugin_applies_the_registration_checks() -> None:
+    from dataclasses import dataclass
+
+    from toolkit.config import param
+
+    @dataclass
+    class Clashing(QLearning.Config):
+        episodes: int = param(3, "episodes per update")
+
+    class Named(QLearning):
+        Config = Clashing
+
+    with pytest.raises(PluginContractError, match="field 'episodes' has the name of a run setting"):
+        check_plugin(Named, "taxi")

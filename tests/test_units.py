@@ -53,9 +53,29 @@ def test_value_iteration_matches_known_optima() -> None:
     deterministic = gym.make("FrozenLake-v1", is_slippery=False)
     assert finite_horizon_optimum(deterministic, 100) == pytest.approx(1.0)
     assert finite_horizon_optimum(deterministic, 5) == pytest.approx(0.0)  # goal is 6 steps away
+    assert finite_horizon_optimum(deterministic, 6) == pytest.approx(1.0)
     slippery = gym.make("FrozenLake-v1")
-    # The well-known optimum of slippery 4x4 FrozenLake under its 100-step limit is about 0.74.
+    # The well-known optimum of slippery 4x4 FrozenLake under its 100-step limit is about 0.74;
+    # more steps can only help, and never beyond certainty.
     assert finite_horizon_optimum(slippery, 100) == pytest.approx(0.744, abs=0.002)
+    assert finite_horizon_optimum(slippery, 50) < finite_horizon_optimum(slippery, 100)
+    assert finite_horizon_optimum(slippery, 100) < finite_horizon_optimum(slippery, 1000) <= 1.0
+
+
+@pytest.mark.parametrize(("env_id", "max_steps", "success", "optimum"), [
+    ("FrozenLake-v1", 100, True, 0.7442),     # frozenlake: 4x4, slippery
+    ("FrozenLake8x8-v1", 200, True, 0.9132),  # frozenlake8x8
+    ("Taxi-v4", 200, False, 7.93),            # taxi: mean return, not success rate
+])
+def test_optima_of_the_registered_envs(env_id: str, max_steps: int, success: bool,
+                                        optimum: float) -> None:
+    # The figures quoted in the README, the presets and tests/test_learning.py, computed as the
+    # runs compute them: the env as gymnasium registers it, under its own time limit. A change
+    # of env version, map or horizon fails here first.
+    env = gym.make(env_id)
+    assert env.spec is not None and env.spec.max_episode_steps == max_steps
+    value = finite_horizon_optimum(env, max_steps, success=success)
+    assert value == pytest.approx(optimum, abs=1e-4)
 
 
 def test_policy_drawing_marks_holes_and_goal() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from toolkit.config import TrainerConfig, check_range, param
-from toolkit.trainer import GenerativeTrainer
+from toolkit.trainer import GenerativeTrainer, TrainerContext
 
 
 @dataclass
@@ -38,13 +38,13 @@ class ToyGaussian(GenerativeTrainer):
     cfg: ToyConfig
     default_dataset = "toy-points"
 
-    def __init__(self, cfg: ToyConfig, source: Any, device: torch.device, seed: int) -> None:
-        super().__init__(cfg, source, device, seed)
+    def __init__(self, cfg: ToyConfig, source: Any, ctx: TrainerContext) -> None:
+        super().__init__(cfg, source, ctx)
         self.train_data, self.test_data = source[:800], source[800:]
         self.mean = torch.zeros(2, requires_grad=True)
         self.log_std = torch.zeros(2, requires_grad=True)
         self.optimizer = torch.optim.Adam([self.mean, self.log_std], lr=cfg.lr)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(ctx.seed)
         self.epochs = self.steps = 0
 
     def _nll(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,9 +52,13 @@ class ToyGaussian(GenerativeTrainer):
         return -dist.log_prob(x).sum(dim=1).mean()
 
     def train_step(self) -> dict[str, float]:
+        """One epoch; with a budget in steps, the last call stops where the budget ends."""
         order = torch.randperm(len(self.train_data), generator=self.generator)
+        starts = range(0, len(order), self.cfg.batch_size)
+        if self.ctx.budget.unit == "steps":
+            starts = starts[:self.budget_left()]
         total = 0.0
-        for start in range(0, len(order), self.cfg.batch_size):
+        for start in starts:
             loss = self._nll(self.train_data[order[start:start + self.cfg.batch_size]])
             self.optimizer.zero_grad()
             loss.backward()
@@ -62,9 +66,9 @@ class ToyGaussian(GenerativeTrainer):
             total += loss.item()
             self.steps += 1
         self.epochs += 1
-        return {"losses/nll": total / -(-len(order) // self.cfg.batch_size)}
+        return {"losses/nll": total / len(starts)}
 
-    def evaluate(self, episodes: int | None = None) -> dict[str, float]:
+    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
         with torch.no_grad():
             return {"eval/loss": self._nll(self.test_data).item()}
 

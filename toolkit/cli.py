@@ -1,57 +1,190 @@
-"""The `gymkit` command line: run, list, eval, resume, tensorboard."""
+"""The `gymkit` command line: run, list, eval, resume, tensorboard.
+
+Every failure reaches the user as one line on stderr (see `GymkitGroup`):
+bad input (a `GymkitError` or a usage error) exits with code 2, a bug with
+code 1 and the path of a file holding its traceback, Ctrl-C with code 130.
+"""
 
 from __future__ import annotations
 
-import functools
+import errno
+import os
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+import traceback
+from collections.abc import Sequence
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperCommand, TyperGroup
 
 from toolkit.errors import GymkitError
 
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+#: Exit codes: bad input, a bug, Ctrl-C (128 + SIGINT).
+EXIT_BAD_INPUT, EXIT_BUG, EXIT_INTERRUPTED = 2, 1, 130
+
+#: The run directory of the command in progress, once it exists: what Ctrl-C can point to.
+_active_run: Path | None = None
+
+
+def stdout() -> Console:
+    """A console on stdout; made per use, so that COLUMNS and redirections are current."""
+    return Console(highlight=False)
+
+
+def stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def error_line(message: str) -> None:
+    """`error: message` as one line on stderr, however long (the terminal wraps it)."""
+    stderr().print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", soft_wrap=True)
+
+
+def _hide_flag_types(params: list[Any]) -> list[Any]:
+    """A flag takes no value: show `-q`, not `-q <bool>`, in the help."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class GymkitCommand(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _hide_flag_types(super().get_params(ctx))
+
+
+class GymkitGroup(TyperGroup):
+    """The one guard: no exception leaves the CLI as a traceback."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _hide_flag_types(super().get_params(ctx))
+
+    def invoke(self, ctx: Any) -> Any:
+        global _active_run
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except KeyboardInterrupt:
+            stderr().print(_stopped_message(_active_run), soft_wrap=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except GymkitError as exc:
+            error_line(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # `gymkit list | head`: typer exits quietly
+                raise
+            _unexpected(exc)
+        except Exception as exc:
+            _unexpected(exc)
+        finally:
+            _active_run = None
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
+        """Usage errors (an unknown option, a missing argument) as one line, too."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode,
+                                windows_expand_args, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args,
+                                **extra)
+        except typer.TyperException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # the help is printed already
+                sys.exit(EXIT_BAD_INPUT)
+            usage = getattr(exc, "ctx", None)
+            hint = f"; see `{usage.command_path} --help`" if usage is not None else ""
+            error_line(exc.format_message().rstrip(".") + hint)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            error_line("aborted")
+            sys.exit(EXIT_BUG)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _stopped_message(run: Path | None) -> str:
+    """What a Ctrl-C that stopped a command at once leaves behind, and what to do next."""
+    if run is None:
+        return "[yellow]stopped[/]"
+    from toolkit.rundir import RunDir
+
+    if RunDir(run).checkpoint("last").is_file():
+        return (f"[yellow]stopped at once[/]; checkpoints/last.pt from before it is intact. "
+                f"Continue with: gymkit resume {escape(str(run))}")
+    return (f"[yellow]stopped at once[/], before the first checkpoint; {escape(str(run))} "
+            "cannot be resumed: start again with gymkit run")
+
+
+def _unexpected(exc: BaseException) -> None:
+    """A bug, not bad input: one line naming it and where its traceback is; exit code 1."""
+    path = getattr(exc, "gymkit_traceback", None)
+    if not isinstance(path, str):
+        try:
+            path = save_traceback(exc)
+        except OSError as write_error:
+            path = f"nowhere: it could not be saved ({write_error.strerror})"
+    message = " ".join(str(exc).split()) or "(no message)"
+    if len(message) > 500:
+        message = message[:500] + "…"
+    error_line(f"unexpected {type(exc).__name__}: {message}; full traceback in {path}")
+    raise typer.Exit(EXIT_BUG) from None
+
+
+def save_traceback(exc: BaseException) -> str:
+    """Write `exc`'s traceback to a new file in the temp folder and return its path."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = f"gymkit-traceback-{stamp}-{os.getpid()}"
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    for attempt in range(1000):
+        path = Path(tempfile.gettempdir()) / (base + (f"-{attempt}" if attempt else "") + ".txt")
+        try:
+            with path.open("x", encoding="utf-8") as f:
+                f.write(text)
+        except FileExistsError:
+            continue
+        return str(path)
+    raise OSError(errno.EEXIST, "every candidate file name is taken")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from toolkit import __version__
+
+        stdout().print(f"gymkit {__version__}")
+        raise typer.Exit()
+
+
 app = typer.Typer(help="gymkit: reinforcement learning and generative models on Gymnasium "
                        "and PyTorch.", no_args_is_help=True, pretty_exceptions_enable=False,
-                  add_completion=False)
-run_app = typer.Typer(help="Train a plugin and write a run directory.", no_args_is_help=True)
+                  add_completion=False, cls=GymkitGroup, context_settings=CONTEXT)
+run_app = typer.Typer(help="Train a plugin and write a run directory.", no_args_is_help=True,
+                      cls=GymkitGroup, context_settings=CONTEXT)
 app.add_typer(run_app, name="run")
 
-console = Console()
-err_console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
+
+@app.callback()
+def _main_options(
+    version: Annotated[bool, typer.Option("--version", help="Show gymkit's version and exit.",
+                                          callback=_version, is_eager=True)] = False,
+) -> None:
+    """gymkit: reinforcement learning and generative models on Gymnasium and PyTorch."""
 
 
-def friendly(func: F) -> F:
-    """Turn a GymkitError into one red line on stderr and exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except KeyboardInterrupt:
-            err_console.print("[yellow]stopped at once[/]; `gymkit resume RUN_DIR` continues "
-                              "from the last checkpoint")
-            raise typer.Exit(130) from None
-        except GymkitError as exc:
-            message = " ".join(str(exc).split())
-            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False,
-                              soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+def _default(text: str) -> str:
+    """`[default: text]` for a help string; escaped, or rich would read it as markup."""
+    return escape(f"[default: {text}]")
 
 
 class RenderMode(str, Enum):
@@ -60,44 +193,52 @@ class RenderMode(str, Enum):
     rgb_array = "rgb_array"
 
 
-SeedOpt = Annotated[int | None, typer.Option(help="random seed [default: 0]")]
-DeviceOpt = Annotated[Device | None, typer.Option(help="where tensors live [default: auto]")]
-StepsOpt = Annotated[int | None, typer.Option(help="training budget in steps")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a config key: "
-                                                  "--set alpha=0.2 (repeatable)")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML file of key: value")]
-RunsDirOpt = Annotated[Path, typer.Option("--runs-dir", help="where run directories go")]
+SeedOpt = Annotated[int | None, typer.Option(
+    metavar="N", help=f"random seed, 0 to 4294967295 {_default('0')}")]
+DeviceOpt = Annotated[str | None, typer.Option(
+    metavar="DEVICE", help=f"where tensors live: auto, cpu, cuda or cuda:N {_default('auto')}")]
+StepsOpt = Annotated[int | None, typer.Option(metavar="N", help="training budget in steps")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="KEY=VALUE", help="override a config key, e.g. --set alpha=0.2 "
+                                       "(repeatable)")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", metavar="FILE", help="YAML file of key: value, the same keys as --set")]
+RunsDirOpt = Annotated[Path, typer.Option(
+    "--runs-dir", metavar="DIR", help="where run directories go")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
 
 
-@run_app.command("agent")
-@friendly
+@run_app.command("agent", cls=GymkitCommand)
 def run_agent(
-    env: Annotated[str, typer.Argument(help="short name (see `gymkit list`) or gymnasium id")],
-    algo: Annotated[str | None, typer.Option(help="agent; default: the env's preset")] = None,
+    env: Annotated[str, typer.Argument(
+        metavar="ENV", help="short name (see `gymkit list`) or gymnasium id")],
+    algo: Annotated[str | None, typer.Option(
+        metavar="NAME", help="agent (see `gymkit list`); default: the env's preset")] = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     steps: StepsOpt = None,
-    episodes: Annotated[int | None, typer.Option(help="training budget in episodes")] = None,
+    episodes: Annotated[int | None, typer.Option(
+        metavar="N", help="training budget in episodes")] = None,
     set_: SetOpt = None,
     config: ConfigOpt = None,
     runs_dir: RunsDirOpt = Path("runs"),
     quiet: QuietOpt = False,
 ) -> None:
     """Train an RL agent, e.g. `gymkit run agent frozenlake`."""
-    flags = {"seed": seed, "device": device.value if device else None, "steps": steps,
-             "episodes": episodes}
+    flags = {"seed": seed, "device": device, "steps": steps, "episodes": episodes}
     _train("agent", env, algo, flags, set_, config, runs_dir, quiet)
 
 
-@run_app.command("generative")
-@friendly
+@run_app.command("generative", cls=GymkitCommand)
 def run_generative(
-    model: Annotated[str, typer.Argument(help="generative trainer (see `gymkit list`)")],
-    dataset: Annotated[str | None, typer.Option(help="dataset; default: the model's")] = None,
+    model: Annotated[str, typer.Argument(
+        metavar="MODEL", help="generative trainer (see `gymkit list`)")],
+    dataset: Annotated[str | None, typer.Option(
+        metavar="NAME", help="dataset (see `gymkit list`); default: the model's")] = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
-    epochs: Annotated[int | None, typer.Option(help="training budget in epochs")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        metavar="N", help="training budget in epochs")] = None,
     steps: StepsOpt = None,
     set_: SetOpt = None,
     config: ConfigOpt = None,
@@ -105,133 +246,204 @@ def run_generative(
     quiet: QuietOpt = False,
 ) -> None:
     """Train a generative model, e.g. `gymkit run generative vae --dataset digits`."""
-    flags = {"seed": seed, "device": device.value if device else None, "steps": steps,
-             "epochs": epochs}
+    flags = {"seed": seed, "device": device, "steps": steps, "epochs": epochs}
     _train("generative", dataset, model, flags, set_, config, runs_dir, quiet)
 
 
 def _train(kind: str, target: str | None, plugin: str | None, flags: dict[str, Any],
            assignments: list[str] | None, config: Path | None, runs_dir: Path,
            quiet: bool) -> None:
+    global _active_run
     from toolkit import launch
 
+    out = stdout()
     prepared = launch.prepare(kind, target, plugin, config_file=config,
                               assignments=assignments, flags=flags)
-    runner = launch.start(prepared, runs_dir, console=console, quiet=quiet)
-    console.print(f"run directory: [bold]{runner.rundir}[/]")
-    _finish(runner, runner.run())
+    runner = launch.start(prepared, runs_dir, console=out, quiet=quiet)
+    _active_run = runner.rundir.path
+    print_path(out, "run directory:", runner.rundir.path)
+    _finish(runner, runner.run(), out)
 
 
-def _finish(runner: Any, result: Any) -> None:
-    from toolkit.report import render_summary
+def print_path(console: Console, label: str, path: Path | str) -> None:
+    """`label path` on one line if it fits, else the path on its own line; never cut."""
+    text = str(path)
+    if len(label) + 1 + len(text) <= console.width:
+        console.print(Text(label + " ") + Text(text, style="bold"), soft_wrap=True)
+    else:
+        console.print(Text(label))
+        console.print(Text(text, style="bold"), overflow="fold")
+
+
+def _finish(runner: Any, result: Any, out: Console) -> None:
+    from toolkit.report import counters_text, render_summary
 
     runner.trainer.close()
     if result.interrupted:
-        err_console.print(f"[yellow]interrupted[/] at {result.summary['progress']}; checkpoint "
-                          f"saved. Continue with: gymkit resume {result.rundir}")
-        raise typer.Exit(130)
-    render_summary(console, result.summary, runner.trainer)
+        signum = getattr(result, "signal", None)
+        stderr().print(
+            f"[yellow]interrupted[/] at {counters_text(result.summary['progress'])}; checkpoint "
+            f"saved. Continue with: gymkit resume {escape(str(result.rundir))}", soft_wrap=True)
+        raise typer.Exit(128 + signum if signum else EXIT_INTERRUPTED)
+    render_summary(out, result.summary, runner.trainer)
 
 
-@app.command("resume")
-@friendly
+@app.command("resume", cls=GymkitCommand)
 def resume(
-    run_dir: Annotated[Path, typer.Argument(help="run directory to continue")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR",
+                                            help="run directory to continue")],
     quiet: QuietOpt = False,
 ) -> None:
     """Continue an interrupted run from its last checkpoint, bit for bit."""
+    global _active_run
     from toolkit import launch
 
-    runner, checkpoint = launch.resume(run_dir, console=console, quiet=quiet)
-    console.print(f"resuming [bold]{runner.rundir}[/] from checkpoints/last.pt")
-    _finish(runner, runner.run(checkpoint))
+    _active_run = run_dir  # Ctrl-C while loading leaves the run as resumable as it was
+    out = stdout()
+    runner, checkpoint = launch.resume(run_dir, console=out, quiet=quiet)
+    _active_run = runner.rundir.path
+    print_path(out, "resuming from checkpoints/last.pt:", runner.rundir.path)
+    _finish(runner, runner.run(checkpoint), out)
 
 
-@app.command("eval")
-@friendly
+@app.command("eval", cls=GymkitCommand)
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(help="run directory to evaluate")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR",
+                                            help="run directory to evaluate")],
     episodes: Annotated[int | None, typer.Option(
-        help="episodes [default: 1000, or 1 when rendering]")] = None,
-    checkpoint: Annotated[str, typer.Option(help="last or best")] = "last",
-    render: Annotated[RenderMode | None, typer.Option(help="show the episodes")] = None,
-    video: Annotated[Path | None, typer.Option(help="record mp4 videos into this folder")] = None,
+        metavar="N", help=f"episodes {_default('1000, or 1 when rendering')}")] = None,
+    checkpoint: Annotated[str, typer.Option(metavar="last|best", help="which checkpoint")
+                          ] = "last",
+    render: Annotated[RenderMode | None, typer.Option(
+        help="show the episodes: ansi in the terminal, human in a window")] = None,
+    video: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="record mp4 videos into this new folder")] = None,
 ) -> None:
-    """Evaluate a trained run's checkpoint, optionally rendering or recording it."""
+    """Evaluate a trained run's checkpoint, optionally rendering or recording it.
+
+    Without --render or --video it plays the episodes of the run's final
+    evaluation, so `--episodes` equal to final_eval_episodes reproduces it.
+    """
     from toolkit import launch
     from toolkit.checkpoint import load_checkpoint
     from toolkit.report import eval_rows
-    from toolkit.watch import watch
+    from toolkit.watch import check_display, check_video_dir, watch
 
     if checkpoint not in ("last", "best"):
         raise GymkitError(f"--checkpoint must be last or best, got '{checkpoint}'")
     if episodes is not None and episodes < 1:
         raise GymkitError(f"--episodes must be positive, got {episodes}")
+    if render is RenderMode.human:
+        check_display()
+    if video is not None:
+        check_video_dir(video)
+    out = stdout()
     rundir, prepared = launch.rebuild(run_dir)
     trainer = prepared.trainer
     trainer.load_state_dict(load_checkpoint(rundir.checkpoint(checkpoint))["trainer"])
-    if render is not None or video is not None:
-        mode = render.value if render else "rgb_array"
-        metrics = watch(trainer, episodes or 1, mode, video, console)
-    else:
-        metrics = trainer.evaluate(episodes or 1000)
-    trainer.close()
-    table = Table(title=f"{rundir} ({checkpoint}.pt)", show_header=False)
+    try:
+        if render is not None or video is not None:
+            mode = render.value if render else "rgb_array"
+            metrics = watch(trainer, episodes or 1, mode, video, out)
+        else:
+            from toolkit.runner import FINAL_EVAL_SEED
+
+            metrics = trainer.evaluate(episodes or 1000, prepared.settings.seed + FINAL_EVAL_SEED)
+    finally:
+        trainer.close()
+    print_path(out, f"{checkpoint}.pt of", rundir.path)
+    table = Table(show_header=False)
+    table.add_column(style="cyan", no_wrap=True)
+    table.add_column(overflow="fold")
     for name, value in eval_rows(metrics):
         table.add_row(name, value)
-    console.print(table)
+    out.print(table)
 
 
-@app.command("list")
-@friendly
+@app.command("list", cls=GymkitCommand)
 def list_plugins() -> None:
     """Every registered agent, generative trainer, environment and dataset."""
     from toolkit.data import DATASETS
     from toolkit.environments import ENVS
     from toolkit.registry import AGENTS, GENERATIVE
+    from toolkit.report import fitted_table
 
-    for title, registry in (("agents", AGENTS), ("generative trainers", GENERATIVE)):
-        table = Table(title=title, title_justify="left")
-        for column in ("name", "description", "package"):
-            table.add_column(column)
-        for entry in registry.entries():
-            table.add_row(entry.name, entry.description, entry.source)
-        if not registry.names():
-            table.add_row("—", "none registered yet", "")
-        console.print(table)
-    table = Table(title="environments", title_justify="left")
-    for column in ("name", "gymnasium id", "default agent", "description", "package"):
-        table.add_column(column)
+    out = stdout()
+    width = out.width
+    none = ("—", "none registered yet", "")
+    for title, registry in (("agents", AGENTS), ("generative trainers", GENERATIVE),
+                            ("datasets", DATASETS)):
+        rows = [(e.name, e.description, e.source) for e in registry.entries()] or [none]
+        out.print(fitted_table(title, ("name", "description", "package"), rows, width,
+                               shrink=("description", "package")))
+        out.print()
+    env_rows = []
     for env_entry in ENVS.entries():
         preset = env_entry.obj
-        kwargs = ", ".join(f"{k}={v}" for k, v in preset.kwargs.items())
-        table.add_row(env_entry.name, f"{preset.id}" + (f" ({kwargs})" if kwargs else ""),
-                      preset.algo, env_entry.description, env_entry.source)
-    console.print(table)
-    console.print("Any gymnasium id works as well, e.g. `gymkit run agent FrozenLake-v1 "
-                  "--algo qlearning`.")
-    if DATASETS.names():
-        table = Table(title="datasets", title_justify="left")
-        table.add_column("name")
-        table.add_column("description")
-        for data_entry in DATASETS.entries():
-            table.add_row(data_entry.name, data_entry.description)
-        console.print(table)
+        # One kwarg a line: the column stays narrow and nothing in it needs cutting.
+        gym_id = "\n".join([preset.id, *(f" {k}={v}" for k, v in preset.kwargs.items())])
+        env_rows.append((env_entry.name, gym_id, preset.algo, env_entry.description,
+                         env_entry.source))
+    out.print(fitted_table("environments",
+                           ("name", "gymnasium id", "default agent", "description", "package"),
+                           env_rows or [("—", "", "", "none registered yet", "")], width,
+                           shrink=("description", "package", "gymnasium id", "default agent"),
+                           floors={"description": 20, "package": 6, "gymnasium id": 13,
+                                   "default agent": 9}))
+    out.print("Any gymnasium id works as well, e.g. `gymkit run agent FrozenLake-v1 --algo "
+              "qlearning`.")
+    for line in name_clashes((AGENTS, GENERATIVE, ENVS, DATASETS)):
+        stderr().print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
 
 
-@app.command("tensorboard")
-@friendly
+def name_clashes(registries: Sequence[Any]) -> list[str]:
+    """One line per name that two packages register, for `gymkit list` to warn about.
+
+    The spot for the registry's clash report: a registry that has a ``clashes()``
+    method returning one message per clash (naming both packages and which one
+    wins) gets them printed as warnings under the tables. None has it yet.
+    """
+    lines: list[str] = []
+    for registry in registries:
+        report = getattr(registry, "clashes", None)
+        if callable(report):
+            lines += [str(line) for line in report()]
+    return lines
+
+
+@app.command("tensorboard", cls=GymkitCommand)
 def tensorboard(
-    runs_dir: Annotated[Path, typer.Argument(help="folder of run directories")] = Path("runs"),
-    port: Annotated[int, typer.Option(help="port to serve on")] = 6006,
+    runs_dir: Annotated[Path, typer.Argument(
+        metavar="RUNS_DIR", help="folder of run directories")] = Path("runs"),
+    port: Annotated[int, typer.Option(metavar="N", help="port to serve on")] = 6006,
 ) -> None:
     """Launch TensorBoard on the run directories."""
+    import importlib.util
+
     if not runs_dir.is_dir():
         raise GymkitError(f"{runs_dir} does not exist; train something first or pass a folder")
+    check_port(port)
+    if importlib.util.find_spec("tensorboard") is None:
+        raise GymkitError("TensorBoard is not installed; install it with `pip install tensorboard`")
     command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(runs_dir),
                "--port", str(port)]
-    console.print(f"TensorBoard on http://localhost:{port} (Ctrl-C to stop)")
+    stdout().print(f"TensorBoard on http://localhost:{port} (Ctrl-C to stop)")
     raise typer.Exit(subprocess.call(command))
+
+
+def check_port(port: int) -> None:
+    """Refuse a port TensorBoard could not serve on, before it starts and fails."""
+    if not 1 <= port <= 65535:
+        raise GymkitError(f"--port must be in 1..65535, got {port}")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        if os.name != "nt":  # as servers do; on Windows the option would steal a busy port
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise GymkitError(f"cannot serve on port {port}: {reason}; pass another port, "
+                              f"e.g. --port {port + 1 if port < 65535 else 6006}") from exc
 
 
 def main() -> None:

@@ -9,8 +9,10 @@ annotations here, so a plugin only states what a valid value is.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -24,9 +26,16 @@ from toolkit.errors import ConfigError, did_you_mean
 
 C = TypeVar("C", bound="BaseConfig")
 
+#: Seeds are 32-bit: numpy's legacy seeding and many env implementations take no more.
+MAX_SEED = 2**32 - 1
+
 
 def param(default: Any, help: str) -> Any:
-    """A config field with a default and a one-line help text."""
+    """A config field with a default and a one-line help text.
+
+    A list, dict or set default is copied for each config, as dataclasses require."""
+    if isinstance(default, (list, dict, set)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 
@@ -70,6 +79,8 @@ class RunSettings(BaseConfig):
     eval_episodes: int = param(100, "episodes per periodic evaluation")
     final_eval_episodes: int = param(1_000, "episodes in the evaluation at the end of training")
     checkpoint_every: int = param(50_000, "write checkpoints/last.pt every N steps (or epochs)")
+    checkpoint_every_s: float = param(600.0, "also write checkpoints/last.pt when this many "
+                                      "seconds have passed since the last one (0: never)")
     threads: int = param(1, "torch CPU threads; small networks are fastest with 1")
 
     def validate(self) -> None:
@@ -77,13 +88,12 @@ class RunSettings(BaseConfig):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
-        check_range(self, "seed", low=0)
+        check_range(self, "seed", low=0, high=MAX_SEED)
+        check_range(self, "checkpoint_every_s", low=0)
         for name in ("eval_every", "eval_episodes", "final_eval_episodes",
                      "checkpoint_every", "threads"):
             check_range(self, name, low=1)
-        if self.device != "auto" and not (
-            self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")
-        ):
+        if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", self.device):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'")
 
     def budget(self) -> tuple[str, int]:
@@ -109,16 +119,23 @@ def check_range(
 ) -> None:
     """Raise ConfigError when ``cfg.name`` is outside the interval."""
     value = getattr(cfg, name)
-    if not math.isfinite(value):
+    # An int of any size compares exactly; only floats can be nan or inf (and
+    # math.isfinite of a huge int would overflow).
+    if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{name} must be a finite number, got {value}")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
         left = "(" if low_open else "["
         right = ")" if high_open else "]"
-        lo = "-inf" if low is None else f"{low:g}"
-        hi = "inf" if high is None else f"{high:g}"
+        lo = "-inf" if low is None else _bound(low)
+        hi = "inf" if high is None else _bound(high)
         raise ConfigError(f"{name} must be in {left}{lo}, {hi}{right}, got {value}")
+
+
+def _bound(value: float) -> str:
+    """An interval's end as written: 4294967295 stays whole, 0.5 stays short."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
@@ -139,17 +156,37 @@ def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML mapping of config keys to values (the same keys as ``--set``)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory; pass a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); "
+                          "save it as UTF-8") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}".splitlines()[0]) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of key: value")
+    for key in data:
+        if not isinstance(key, str):
+            raise ConfigError(f"config file {path}: key {key!r} is not a config name; "
+                              "write names like alpha: 0.2")
     return dict(data)
+
+
+def _check_key(key: object) -> str:
+    """`key` if it is a string; config names are never numbers, lists or null."""
+    if not isinstance(key, str):
+        raise ConfigError(f"config key {key!r} is not a name; write names like alpha: 0.2")
+    return key
 
 
 def build(cls: type[C], values: Mapping[str, Any]) -> C:
@@ -158,7 +195,7 @@ def build(cls: type[C], values: Mapping[str, Any]) -> C:
     known = cls.field_names()
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
-        if key not in known:
+        if _check_key(key) not in known:
             raise ConfigError(
                 f"unknown config key '{key}'{did_you_mean(key, known)}; "
                 f"valid keys: {', '.join(known)}"
@@ -172,6 +209,7 @@ def split(values: Mapping[str, Any], *classes: type[BaseConfig]) -> list[dict[st
     parts: list[dict[str, Any]] = [{} for _ in classes]
     all_keys = [k for c in classes for k in c.field_names()]
     for key, value in values.items():
+        _check_key(key)
         for part, cls in zip(parts, classes, strict=True):
             if key in cls.field_names():
                 part[key] = value
@@ -221,7 +259,10 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
                 value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name} expects a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int with hundreds of digits
+            raise ConfigError(f"{name} must be a finite number, got {value}") from None
     if annotation is str:
         if not isinstance(value, str):
             raise ConfigError(f"{name} expects a string, got {value!r}")

@@ -62,8 +62,11 @@ class EnvSource:
             env = gym.make(self.id, **kwargs)
         except gym.error.DependencyNotInstalled as exc:
             raise GymkitError(
-                f"{self.id} needs an optional dependency: {str(exc).splitlines()[0]}"
+                f"environment {self.id} needs an optional dependency that is not installed: "
+                f"{_first_line(exc)}"
             ) from exc
+        except ImportError as exc:  # ModuleNotFoundError too: the env's module imports it
+            raise GymkitError(_import_error_message(self.id, exc)) from exc
         except TypeError as exc:
             raise GymkitError(f"cannot make {self.id} with {kwargs}: {exc}") from exc
         if env.spec is None or env.spec.max_episode_steps is None:
@@ -92,6 +95,21 @@ class EnvSource:
     def from_dict(cls, data: dict[str, Any]) -> EnvSource:
         return cls(data["name"], data["id"], dict(data.get("kwargs", {})),
                    data.get("success"), tuple(data.get("action_glyphs", ())))
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _import_error_message(env_id: str, exc: ImportError) -> str:
+    """Which module is missing and how to install it, in one line."""
+    module = (exc.name or "").split(".")[0]
+    if isinstance(exc, ModuleNotFoundError) and module:
+        return (f"environment {env_id} needs the Python module '{module}', which is not "
+                f"installed; install it with `pip install {module}` or pick another env")
+    return (f"environment {env_id} failed to import: {_first_line(exc)}; reinstall or upgrade "
+            f"{f'the package {module}' if module else 'the package it names'}")
 
 
 def resolve_env(name: str) -> tuple[EnvSource, EnvPreset | None]:

@@ -37,3 +37,7 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     if not matches:
         return ""
     return " (did you mean: " + ", ".join(lowered[m] for m in matches) + "?)"
+
+
+class PluginError(GymkitError):
+    """A plugin breaks the trainer contract (its author's mistake, not the user's input)."""

@@ -10,6 +10,7 @@ input leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import platform
 import subprocess
 import sys
@@ -18,20 +19,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.console import Console
 
 from toolkit import config as cfgs
-from toolkit.checkpoint import load_checkpoint
+from toolkit.checkpoint import check_state, load_checkpoint
 from toolkit.data import DATASETS
 from toolkit.device import resolve_device
 from toolkit.environments import EnvPreset, EnvSource, resolve_env
 from toolkit.errors import ConfigError, GymkitError
 from toolkit.registry import AGENTS, GENERATIVE, Registry
 from toolkit.rundir import RunDir
-from toolkit.runner import Runner
+from toolkit.runner import CHECKPOINT_KEYS, Runner
 from toolkit.seeding import seed_everything
-from toolkit.trainer import Trainer
+from toolkit.trainer import Agent, Budget, Trainer, TrainerContext
 
 BUDGET_KEYS = ("steps", "episodes", "epochs")
 KINDS: dict[str, Registry[type[Trainer]]] = {"agent": AGENTS, "generative": GENERATIVE}
@@ -63,12 +63,13 @@ def prepare(
             raise GymkitError("name an environment, e.g. `gymkit run agent frozenlake`")
         source, preset = resolve_env(target)
         if plugin is None:
-            plugin = _default_agent(target, preset, registry)
+            plugin = _default_agent(target, source, preset, registry)
         source_spec: dict[str, Any] = {"env": source.to_dict()}
     else:
         if plugin is None:
             raise GymkitError("name a model, e.g. `gymkit run generative vae`")
-    cls = registry.get(plugin)
+    entry = registry.entry(plugin)
+    cls = entry.obj
     if kind == "generative":
         target = target or getattr(cls, "default_dataset", None)
         if target is None:
@@ -76,9 +77,9 @@ def prepare(
         DATASETS.entry(target)
         source_spec = {"dataset": target}
 
-    layers: list[dict[str, Any]] = []
+    layers: list[dict[str, Any]] = [dict(cls.default_run)]
     if preset is not None:
-        layers.append(dict(preset.hyperparams.get(plugin, {})))
+        layers.append(dict(preset.hyperparams.get(plugin, preset.hyperparams.get(entry.name, {}))))
     if config_file is not None:
         layers.append(cfgs.load_yaml(config_file))
     layers.append(cfgs.parse_assignments(assignments or []))
@@ -98,25 +99,34 @@ def prepare(
     assert target is not None
     spec = {
         "kind": kind,
-        "plugin": plugin,
+        "plugin": entry.name,
+        "plugin_package": {"name": entry.source, "version": _version_of(entry.source)},
         "target": target,
         **source_spec,
         "config": cfg.to_dict(),
         "run": settings.to_dict(),
     }
-    return Prepared(_build(cls, cfg, settings, spec), settings, spec)
+    trainer = _build(cls, cfg, settings, spec)
+    # A state that no checkpoint can hold would fail at the first checkpoint: say so now,
+    # before a run directory exists.
+    check_state(trainer.state_dict(), f"{entry.name}'s state_dict()")
+    return Prepared(trainer, settings, spec)
 
 
 def _build(cls: type[Trainer], cfg: cfgs.TrainerConfig, settings: cfgs.RunSettings,
-           spec: dict[str, Any]) -> Trainer:
-    device = resolve_device(settings.device)
-    torch.set_num_threads(settings.threads)
+           spec: dict[str, Any], run_dir: Path | None = None) -> Trainer:
+    device = resolve_device(settings.device, uses_torch=cls.uses_torch)
+    if cls.uses_torch:
+        import torch
+
+        torch.set_num_threads(settings.threads)
     seed_everything(settings.seed)
     if spec["kind"] == "agent":
         source: Any = EnvSource.from_dict(spec["env"])
     else:
         source = DATASETS.get(spec["dataset"])()
-    return cls(cfg, source, device, settings.seed)
+    unit, amount = settings.budget()
+    return cls(cfg, source, TrainerContext(device, settings.seed, Budget(unit, amount), run_dir))
 
 
 def start(prepared: Prepared, runs_dir: str | Path = "runs", *, console: Console | None = None,
@@ -126,6 +136,7 @@ def start(prepared: Prepared, runs_dir: str | Path = "runs", *, console: Console
     rundir = RunDir.create(runs_dir, spec["plugin"], spec["target"], prepared.settings.seed)
     rundir.write_config({**spec, "versions": _versions(), "git_commit": _git_commit(),
                          "command": sys.argv})
+    prepared.trainer.ctx = dataclasses.replace(prepared.trainer.ctx, run_dir=rundir.path)
     return Runner(prepared.trainer, prepared.settings, rundir, spec, console=console,
                   quiet=quiet, **runner_kwargs)
 
@@ -134,16 +145,34 @@ def rebuild(path: str | Path) -> tuple[RunDir, Prepared]:
     """The trainer and settings of an existing run, from its config.json."""
     rundir = RunDir.open(path)
     spec = rundir.read_config()
-    try:
-        kind, plugin = spec["kind"], spec["plugin"]
-        cls = KINDS[kind].get(plugin)
-        cfg = cfgs.build(cls.Config, spec["config"])
-        settings = cfgs.build(cfgs.RunSettings, spec["run"])
-    except KeyError as exc:
-        raise GymkitError(f"{rundir.config_path} is missing {exc}; it is not a gymkit run") from exc
-    spec = {k: spec[k] for k in ("kind", "plugin", "target", "config", "run", "env", "dataset")
-            if k in spec}
-    return rundir, Prepared(_build(cls, cfg, settings, spec), settings, spec)
+    needed = ("kind", "plugin", "target", "config", "run")
+    missing = [k for k in (*needed, "env" if spec.get("kind") == "agent" else "dataset")
+               if k not in spec]
+    if missing or spec["kind"] not in KINDS:
+        what = f"has no {', '.join(repr(k) for k in missing)}" if missing else \
+            f"names an unknown kind {spec['kind']!r}"
+        raise GymkitError(f"{rundir.config_path} {what}; it was not written by gymkit or was "
+                          "edited by hand")
+    package = spec.get("plugin_package") or {}
+    registry = KINDS[spec["kind"]]
+    qualified = f"{package['name']}:{spec['plugin']}" if package.get("name") else spec["plugin"]
+    cls = registry.get(qualified if qualified in registry else spec["plugin"])
+    cfg = cfgs.build(cls.Config, spec["config"])
+    settings = cfgs.build(cfgs.RunSettings, spec["run"])
+    spec = {k: spec[k] for k in ("kind", "plugin", "plugin_package", "target", "config", "run",
+                                 "env", "dataset") if k in spec}
+    return rundir, Prepared(_build(cls, cfg, settings, spec, rundir.path), settings, spec)
+
+
+def plugin_version_change(spec: dict[str, Any]) -> str | None:
+    """A warning when the plugin's package is not the version that started the run."""
+    package = spec.get("plugin_package") or {}
+    name, then = package.get("name"), package.get("version")
+    now = _version_of(name) if name else None
+    if then is None or now == then:
+        return None
+    return (f"{spec['plugin']} comes from {name} {now or '(not installed)'} now, but the run "
+            f"was started with {then}; the resumed run may differ")
 
 
 def resume(path: str | Path, *, console: Console | None = None, quiet: bool = False,
@@ -153,24 +182,42 @@ def resume(path: str | Path, *, console: Console | None = None, quiet: bool = Fa
     status = rundir.read_summary().get("status")
     if status == "completed":
         raise GymkitError(f"{rundir} has already completed; start a new run with `gymkit run`")
-    checkpoint = load_checkpoint(rundir.checkpoint("last"))
+    checkpoint = load_checkpoint(rundir.checkpoint("last"), require=CHECKPOINT_KEYS)
+    change = plugin_version_change(prepared.spec)
+    if change is not None:
+        Console(stderr=True).print(f"[yellow]warning:[/] {change}", highlight=False)
     runner = Runner(prepared.trainer, prepared.settings, rundir, prepared.spec, console=console,
                     quiet=quiet, **runner_kwargs)
     return runner, checkpoint
 
 
-def _default_agent(target: str, preset: EnvPreset | None,
+def _default_agent(target: str, source: EnvSource, preset: EnvPreset | None,
                    registry: Registry[type[Trainer]]) -> str:
+    if preset is not None and preset.algo in registry:
+        return preset.algo
+    fitting = fitting_agents(source, registry)
+    options = (f"pass --algo (one of: {', '.join(fitting)})" if fitting else
+               "no installed agent fits its spaces; install a plugin that does (see `gymkit "
+               "list`) and pass --algo")
     if preset is None:
-        raise GymkitError(
-            f"{target} has no default agent; pass --algo (one of: {', '.join(registry.names())})"
-        )
-    if preset.algo not in registry:
-        raise GymkitError(
-            f"{target}'s default agent '{preset.algo}' is not available in this install; "
-            f"pass --algo (one of: {', '.join(registry.names())})"
-        )
-    return preset.algo
+        raise GymkitError(f"{target} has no default agent; {options}")
+    raise GymkitError(f"{target}'s default agent '{preset.algo}' is not available in this "
+                      f"install; {options}")
+
+
+def fitting_agents(source: EnvSource, registry: Registry[type[Trainer]]) -> list[str]:
+    """The registered agents that can work with the spaces of `source`'s env."""
+    env = source.make(record_stats=False)
+    try:
+        spaces = env.observation_space, env.action_space
+    finally:
+        env.close()
+    names = []
+    for name in registry.names():
+        cls = registry.get(name)
+        if issubclass(cls, Agent) and cls.incompatibility(*spaces) is None:
+            names.append(name)
+    return names
 
 
 def _merge(layers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -182,6 +229,13 @@ def _merge(layers: list[dict[str, Any]]) -> dict[str, Any]:
                 merged.pop(k, None)
         merged.update(layer)
     return merged
+
+
+def _version_of(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _versions() -> dict[str, str]:

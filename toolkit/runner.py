@@ -2,20 +2,24 @@
 
 A plugin never runs its own loop; the runner calls `train_step` until the
 budget is spent, evaluates every `eval_every` units, writes ``last.pt`` every
-`checkpoint_every` units and ``best.pt`` whenever the evaluation metric
-improves. SIGINT or SIGTERM finishes the current step, writes a checkpoint,
-marks the run interrupted and returns, so that `gymkit resume` continues it
-exactly where it stopped.
+`checkpoint_every` units (and every `checkpoint_every_s` seconds) and
+``best.pt`` whenever the periodic evaluation improves. At the end it writes
+``last.pt``, then evaluates both ``last.pt`` and ``best.pt`` on the final
+evaluation's fresh episodes. SIGINT or SIGTERM finishes the current step (or
+abandons the final evaluation), writes a checkpoint, marks the run interrupted
+and returns, so that `gymkit resume` continues it exactly where it stopped.
 """
 
 from __future__ import annotations
 
+import errno
 import math
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from types import FrameType
@@ -23,15 +27,25 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Column
 
-from toolkit.checkpoint import save_checkpoint
+from toolkit.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.config import RunSettings
+from toolkit.errors import GymkitError
 from toolkit.logger import RunLogger
+from toolkit.plugin_checks import check_metrics
 from toolkit.rundir import RunDir
 from toolkit.seeding import global_rng_state, set_global_rng_state
 from toolkit.trainer import Trainer
 
 INTERRUPTED_EXIT_CODE = 130
+#: Offsets from the run's seed: every periodic evaluation replays the same episodes, and the
+#: final one plays fresh episodes that chose neither best.pt nor any hyperparameter.
+PERIODIC_EVAL_SEED = 1_000_003
+FINAL_EVAL_SEED = 2_000_003
+TRACEBACK_FILE = "traceback.txt"
+#: Top-level keys of a run checkpoint, checked when one is loaded.
+CHECKPOINT_KEYS = ("spec", "trainer", "loop", "rng")
 
 
 @dataclass
@@ -50,10 +64,16 @@ class RunResult:
     status: str
     summary: dict[str, Any]
     rundir: RunDir
+    #: The signal that stopped the run (SIGINT, SIGTERM), or None.
+    signal: int | None = None
 
     @property
     def interrupted(self) -> bool:
         return self.status == "interrupted"
+
+
+class _StopNow(Exception):
+    """Raised by the signal handler to abandon the final evaluation."""
 
 
 class Runner:
@@ -77,6 +97,9 @@ class Runner:
         self.on_step = on_step
         self.budget_unit, self.budget = settings.budget()
         self._stop_signal: int | None = None
+        self._abandon_on_signal = False
+        self._checkpoint_verified = False
+        self._last_checkpoint_time = time.monotonic()
 
     def request_stop(self, signum: int = signal.SIGINT) -> None:
         """Stop after the current step, as if the process had received `signum`."""
@@ -102,6 +125,7 @@ class Runner:
             resume_step = self.trainer.progress()[unit]
         logger = RunLogger(self.rundir.path, self.rundir.metrics_path, resume_step=resume_step,
                            keep_metric_lines=state.metric_lines if checkpoint else None)
+        self.logger = logger
         if checkpoint is None:
             logger.hparams({"run": self.settings.to_dict(),
                             self.spec["plugin"]: self.spec["config"]})
@@ -110,33 +134,52 @@ class Runner:
         try:
             with self._signals():
                 self._loop(state, logger, started)
-                final = None
-                if self._stop_signal is None:
-                    final = self._evaluate(logger, state, self.settings.final_eval_episodes)
-                status = "completed" if final is not None else "interrupted"
                 self._save("last", state, logger, started)
-            summary = self._write_summary(status, state, started, final=final)
-            return RunResult(status, summary, self.rundir)
+                if self._stop_signal is not None:
+                    return self._stopped(state, started)
+                try:
+                    self._abandon_on_signal = True
+                    finals = self._final_evaluations(logger, state)
+                finally:
+                    self._abandon_on_signal = False
+            summary = self._write_summary("completed", state, started, finals=finals)
+            return RunResult("completed", summary, self.rundir)
+        except _StopNow:
+            return self._stopped(state, started)
         except KeyboardInterrupt:
             # A second Ctrl-C stopped a step half-way: that state cannot be saved, but
             # checkpoints/last.pt from before it still resumes the run.
             self._write_summary("interrupted", state, started,
                                 error="stopped at once; resume continues from the last checkpoint")
             raise
+        except GymkitError as exc:
+            self._fail(state, started, str(exc))
+            raise
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                self._fail(state, started, self._record_traceback(exc))
+                raise
+            message = (f"no space left on the device while writing {self.rundir}; free some "
+                       f"space, then `gymkit resume {self.rundir}` continues from the last "
+                       "checkpoint")
+            self._fail(state, started, message)
+            raise GymkitError(message) from exc
         except BaseException as exc:
-            self._write_summary("failed", state, started, error=f"{type(exc).__name__}: {exc}")
+            self._fail(state, started, self._record_traceback(exc))
             raise
         finally:
             logger.close()
 
     def _loop(self, state: LoopState, logger: RunLogger, started: float) -> None:
         unit = self.trainer.progress_unit
+        every_s = self.settings.checkpoint_every_s
         with self._progress() as bar:
             task = bar.add_task(self.spec["plugin"], total=self.budget, completed=self._spent(),
                                 info="")
             last_time, last_count = time.perf_counter(), self.trainer.progress()[unit]
             while self._spent() < self.budget and self._stop_signal is None:
-                metrics = self.trainer.train_step()
+                metrics = check_metrics(self.trainer.train_step(), self.spec["plugin"],
+                                        "train_step")
                 counters = self.trainer.progress()
                 now = time.perf_counter()
                 metrics["time/SPS"] = (counters[unit] - last_count) / max(now - last_time, 1e-9)
@@ -144,21 +187,29 @@ class Runner:
                 logger.scalars(counters[unit], metrics, extra=_other_counters(counters, unit))
                 # The final evaluation replaces a periodic one due on the last step.
                 if counters[unit] >= state.next_eval and self._spent() < self.budget:
-                    self._evaluate(logger, state, self.settings.eval_episodes)
+                    self._periodic_evaluation(logger, state)
                     state.next_eval = _next_multiple(counters[unit], self.settings.eval_every)
-                if counters[unit] >= state.next_checkpoint:
-                    state.next_checkpoint = _next_multiple(counters[unit],
-                                                           self.settings.checkpoint_every)
+                since = time.monotonic() - self._last_checkpoint_time
+                due_by_time = every_s > 0 and since >= every_s
+                if counters[unit] >= state.next_checkpoint or due_by_time:
+                    if counters[unit] >= state.next_checkpoint:
+                        state.next_checkpoint = _next_multiple(counters[unit],
+                                                               self.settings.checkpoint_every)
                     self._save("last", state, logger, started)
-                bar.update(task, completed=self._spent(), info=_brief(metrics, state))
+                bar.update(task, completed=min(self._spent(), self.budget),
+                           info=_brief(metrics, state))
                 if self.on_step is not None:
                     self.on_step(self)
 
     def _spent(self) -> int:
         return self.trainer.progress()[self.budget_unit]
 
-    def _evaluate(self, logger: RunLogger, state: LoopState, episodes: int) -> dict[str, float]:
-        result = self.trainer.evaluate(episodes)
+    def _evaluate(self, episodes: int, seed_offset: int) -> dict[str, float]:
+        result = self.trainer.evaluate(episodes, self.settings.seed + seed_offset)
+        return check_metrics(result, self.spec["plugin"], "evaluate", prefix="eval/")
+
+    def _periodic_evaluation(self, logger: RunLogger, state: LoopState) -> None:
+        result = self._evaluate(self.settings.eval_episodes, PERIODIC_EVAL_SEED)
         step = self.trainer.progress()[self.trainer.progress_unit]
         logger.scalars(step, result)
         logger.images(step, self.trainer.images())
@@ -168,23 +219,64 @@ class Runner:
             if state.best is None or sign * score > sign * state.best:
                 state.best = score
                 self._save("best", state, logger, None)
-        return result
+
+    def _final_evaluations(self, logger: RunLogger, state: LoopState
+                           ) -> dict[str, dict[str, float]]:
+        """The final evaluation of last.pt, and of best.pt on the same fresh episodes."""
+        episodes = self.settings.final_eval_episodes
+        finals = {"last": self._evaluate(episodes, FINAL_EVAL_SEED)}
+        step = self.trainer.progress()[self.trainer.progress_unit]
+        logger.scalars(step, finals["last"])
+        logger.images(step, self.trainer.images())
+        best_path = self.rundir.checkpoint("best")
+        if best_path.is_file():
+            last_state = load_checkpoint(self.rundir.checkpoint("last"))["trainer"]
+            self.trainer.load_state_dict(load_checkpoint(best_path)["trainer"])
+            try:
+                finals["best"] = self._evaluate(episodes, FINAL_EVAL_SEED)
+            finally:
+                self.trainer.load_state_dict(last_state)
+        return finals
 
     def _save(self, which: str, state: LoopState, logger: RunLogger, started: float | None) -> None:
         if started is not None:
             state.elapsed = time.perf_counter() - started
         logger.flush()
         state.metric_lines = logger.metric_lines
-        save_checkpoint(self.rundir.checkpoint(which), {
+        path = save_checkpoint(self.rundir.checkpoint(which), {
             "spec": self.spec,
             "trainer": self.trainer.state_dict(),
             "loop": asdict(state),
             "rng": global_rng_state(),
         })
+        if which == "last":
+            self._last_checkpoint_time = time.monotonic()
+        if not self._checkpoint_verified:
+            # A state_dict that saves but cannot be loaded would lose the whole run: read the
+            # first checkpoint back while the run can still stop with a clear error.
+            load_checkpoint(path, require=CHECKPOINT_KEYS)
+            self._checkpoint_verified = True
+
+    def _stopped(self, state: LoopState, started: float) -> RunResult:
+        summary = self._write_summary("interrupted", state, started)
+        return RunResult("interrupted", summary, self.rundir, signal=self._stop_signal)
+
+    def _fail(self, state: LoopState, started: float, error: str) -> None:
+        with suppress(OSError):  # the disk may be full; the error is raised all the same
+            self._write_summary("failed", state, started, error=error)
+
+    def _record_traceback(self, exc: BaseException) -> str:
+        """Write the traceback into the run directory; the one-line error points there."""
+        path = self.rundir.path / TRACEBACK_FILE
+        with suppress(OSError):
+            path.write_text("".join(traceback.format_exception(exc)))
+            with suppress(AttributeError, TypeError):
+                exc.gymkit_traceback = str(path)  # type: ignore[attr-defined]
+        return f"{type(exc).__name__}: {exc}"
 
     def _write_summary(self, status: str, state: LoopState, started: float,
-                       final: dict[str, float] | None = None, error: str | None = None
-                       ) -> dict[str, Any]:
+                       finals: dict[str, dict[str, float]] | None = None,
+                       error: str | None = None) -> dict[str, Any]:
         previous = self.rundir.read_summary()
         wall = time.perf_counter() - started
         counters = self.trainer.progress()
@@ -203,20 +295,38 @@ class Runner:
             "updated_at": _now(),
             "run_dir": str(self.rundir),
         }
-        if final is not None:
-            summary["final_eval"] = final
+        if finals is not None:
+            summary["final_eval"] = finals["last"]
+            if "best" in finals:
+                summary["final_eval_best"] = finals["best"]
+                summary["better_checkpoint"] = self._better(finals["last"], finals["best"])
             summary.update(self.trainer.summary())
         if error is not None:
             summary["error"] = error
         self.rundir.write_summary(summary)
         return summary
 
+    def _better(self, last: dict[str, float], best: dict[str, float]) -> str:
+        """Which checkpoint scored better on the final evaluation's fresh episodes."""
+        metric = self.trainer.eval_metric
+        a, b = last.get(metric), best.get(metric)
+        if a is None or b is None or a == b:
+            return "equal"
+        sign = 1 if self.trainer.eval_higher_is_better else -1
+        return "last" if sign * a > sign * b else "best"
+
     @contextmanager
     def _progress(self) -> Iterator[Progress]:
+        # On a narrow terminal the metrics text gives way first; the counts never do.
         progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn(self.budget_unit), TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
-            console=self.console, disable=self.quiet, transient=False,
+            TextColumn("[bold]{task.description}", table_column=Column(no_wrap=True)),
+            BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=10)),
+            MofNCompleteColumn(table_column=Column(no_wrap=True)),
+            TextColumn(self.budget_unit, table_column=Column(no_wrap=True)),
+            TimeElapsedColumn(table_column=Column(no_wrap=True)),
+            TextColumn("{task.fields[info]}",
+                       table_column=Column(ratio=2, no_wrap=True, overflow="ellipsis")),
+            console=self.console, disable=self.quiet, transient=False, expand=True,
         )
         with progress:
             yield progress
@@ -231,6 +341,8 @@ class Runner:
             self._stop_signal = signum
             # A second Ctrl-C stops at once, without waiting for the step to finish.
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            if self._abandon_on_signal:
+                raise _StopNow
 
         previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
         try:

@@ -1,19 +1,31 @@
-"""Seeding and RNG state capture, so that a run is reproducible and resumable."""
+"""Seeding and RNG state capture, so that a run is reproducible and resumable.
+
+torch is seeded and captured only when something has imported it: a plugin
+that uses torch imports it when its module is loaded, before any seeding, and
+a plugin that does not (tabular Q-learning) never pays for the import.
+"""
 
 from __future__ import annotations
 
 import os
 import random
+import sys
 from typing import Any
 
 import numpy as np
-import torch
+
+#: Largest seed accepted anywhere (numpy's legacy global RNG takes 32 bits).
+MAX_SEED = 2**32 - 1
 
 
 def seed_everything(seed: int, *, deterministic: bool = True) -> None:
-    """Seed python, numpy's legacy global RNG and torch; switch torch to deterministic kernels."""
+    """Seed python, numpy's legacy global RNG and (when imported) torch; switch torch to
+    deterministic kernels."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
     torch.manual_seed(seed)
     if deterministic:
         # cuBLAS needs a fixed workspace to be deterministic; harmless on CPU.
@@ -42,23 +54,31 @@ def set_numpy_rng_state(generator: np.random.Generator, state: dict[str, Any]) -
 
 
 def global_rng_state() -> dict[str, Any]:
-    """Python, numpy-global and torch RNG states (CUDA too when present)."""
+    """Python, numpy-global and torch RNG states (torch and CUDA when imported), as plain
+    data and tensors."""
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     state: dict[str, Any] = {
         "python": python_rng_state(),
-        "numpy": [np_name, torch.from_numpy(np.asarray(np_keys).copy()), np_pos,
-                  np_has_gauss, np_gauss],
-        "torch": torch.get_rng_state(),
+        "numpy": [np_name, [int(k) for k in np_keys], int(np_pos), int(np_has_gauss),
+                  float(np_gauss)],
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        state["torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_global_rng_state(state: dict[str, Any]) -> None:
     set_python_rng_state(state["python"])
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
-    np.random.set_state((np_name, np_keys.numpy(), np_pos, np_has_gauss, np_gauss))
-    torch.set_rng_state(state["torch"])
+    np.random.set_state((np_name, np.asarray(np_keys, dtype=np.uint32), int(np_pos),
+                         int(np_has_gauss), float(np_gauss)))
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    if "torch" in state:
+        torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

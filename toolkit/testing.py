@@ -4,11 +4,18 @@ Plugin authors call it from their own tests::
 
     from toolkit.testing import check_plugin
     def test_my_agent():
-        check_plugin(MyAgent, "frozenlake", overrides={"steps_per_call": 50})
+        check_plugin(MyAgent, "taxi", overrides={"steps_per_call": 50})
 
-It checks a smoke run, config errors, determinism, the checkpoint round trip
-through a real file, and that resuming from a checkpoint continues exactly as
-an uninterrupted run would.
+Give an agent an env whose episodes start in random states (``taxi``, not
+``frozenlake``): a trainer that forgets part of its env state on resume looks
+fine where every episode starts in the same place.
+
+It checks the registration rules (a dataclass config deriving from
+TrainerConfig, no run-setting names), config errors, what `train_step` and
+`evaluate` return, that a train_step never goes past the budget,
+determinism, the checkpoint round trip through a real file, and that resuming
+from a checkpoint continues exactly as an uninterrupted run would; a failure
+names the first metric and step that differ.
 """
 
 from __future__ import annotations
@@ -18,16 +25,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from toolkit.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.config import build
 from toolkit.data import DATASETS
 from toolkit.environments import resolve_env
-from toolkit.errors import ConfigError
-from toolkit.logger import TAG_PREFIXES
+from toolkit.errors import CheckpointError, ConfigError, GymkitError
+from toolkit.plugin_checks import check_metrics, check_trainer_class
 from toolkit.seeding import global_rng_state, seed_everything, set_global_rng_state
-from toolkit.trainer import Agent, Trainer
+from toolkit.trainer import Agent, Budget, Trainer, TrainerContext
+
+#: A budget no contract check comes near, so that only the budget test meets its end.
+UNLIMITED = 10**9
 
 
 class PluginContractError(AssertionError):
@@ -35,30 +43,39 @@ class PluginContractError(AssertionError):
 
 
 def make_trainer(cls: type[Trainer], target: str, overrides: dict[str, Any] | None = None,
-                 seed: int = 0) -> Trainer:
+                 seed: int = 0, budget: Budget | None = None) -> Trainer:
     """Build `cls` on an env name (agents) or a dataset name (generative), on the CPU."""
     cfg = build(cls.Config, overrides or {})
     seed_everything(seed)
     source: Any = resolve_env(target)[0] if cls.kind == "agent" else DATASETS.get(target)()
-    return cls(cfg, source, torch.device("cpu"), seed)
+    budget = budget or Budget(cls.budget_units[0], UNLIMITED)
+    return cls(cfg, source, TrainerContext("cpu", seed, budget))
 
 
 def check_plugin(cls: type[Trainer], target: str, *, overrides: dict[str, Any] | None = None,
                  steps: int = 3) -> None:
     """Raise PluginContractError if `cls` breaks the trainer contract."""
+    try:
+        check_trainer_class(cls.kind, cls)
+    except GymkitError as exc:
+        raise PluginContractError(str(exc)) from exc
     _check_config_errors(cls)
+    _check_budget(cls, target, overrides)
     a = make_trainer(cls, target, overrides)
     history_a = [_checked_step(a) for _ in range(2 * steps)]
     _check_evaluate(a)
 
     b = make_trainer(cls, target, overrides)
     history_b = [_checked_step(b) for _ in range(steps)]
-    _expect(history_b == history_a[:steps], "two trainers with one seed reported different "
-                                            "metrics: training is not deterministic")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = save_checkpoint(Path(tmp) / "check.pt",
-                               {"trainer": b.state_dict(), "rng": global_rng_state()})
-        saved = load_checkpoint(path)
+    _expect_same(history_b, history_a[:steps], "two trainers with one seed reported different "
+                                               "metrics: training is not deterministic")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = save_checkpoint(Path(tmp) / "check.pt",
+                                   {"trainer": b.state_dict(), "rng": global_rng_state()})
+            saved = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise PluginContractError(f"state_dict() cannot go through a checkpoint: {exc}") from exc
     state = saved["trainer"]
     _expect(_equal(state, b.state_dict()), "state_dict changed on its way through a checkpoint "
                                            "file: keep it to tensors, numbers, strings, lists")
@@ -68,8 +85,8 @@ def check_plugin(cls: type[Trainer], target: str, *, overrides: dict[str, Any] |
     set_global_rng_state(saved["rng"])  # as the runner does on resume
     _expect(c.progress() == b.progress(), "load_state_dict did not restore progress()")
     history_c = [_checked_step(c) for _ in range(steps)]
-    _expect(history_c == history_a[steps:], "a trainer resumed from a checkpoint reported other "
-                                            "metrics than an uninterrupted one")
+    _expect_same(history_c, history_a[steps:], "a trainer resumed from a checkpoint reported "
+                 "other metrics than an uninterrupted one", offset=steps)
     _expect(_equal(c.state_dict(), a.state_dict()),
             "a trainer resumed from a checkpoint ended in another state than an uninterrupted one")
     for trainer in (a, b, c):
@@ -91,27 +108,41 @@ def _check_config_errors(cls: type[Trainer]) -> None:
         _expect(bool(text), f"config field '{name}' has no help text; declare it with param()")
 
 
+def _check_budget(cls: type[Trainer], target: str, overrides: dict[str, Any] | None) -> None:
+    """A train_step stops where the budget ends, in every unit a budget may be given in."""
+    for unit in cls.budget_units:
+        trainer = make_trainer(cls, target, overrides, budget=Budget(unit, 1))
+        trainer.train_step()
+        spent = trainer.progress()[unit]
+        trainer.close()
+        _expect(spent == 1, f"with a budget of 1 {unit}, one train_step did {spent} {unit}; "
+                            "a train_step must stop where the budget ends (see budget_left())")
+
+
 def _checked_step(trainer: Trainer) -> dict[str, float]:
     before = trainer.progress()
-    metrics = trainer.train_step()
+    try:
+        metrics = check_metrics(trainer.train_step(), type(trainer).__name__, "train_step")
+    except GymkitError as exc:
+        raise PluginContractError(str(exc)) from exc
     after = trainer.progress()
-    _expect(isinstance(metrics, dict), "train_step must return a dict of floats")
     for tag, value in metrics.items():
-        _expect(tag.startswith(TAG_PREFIXES), f"metric '{tag}' lacks a tag prefix {TAG_PREFIXES}")
-        _expect(isinstance(value, (int, float)) and math.isfinite(value),
-                f"metric '{tag}' is not a finite number: {value!r}")
+        _expect(math.isfinite(value), f"train_step returned {tag!r} = {value!r}, not finite")
     unit = trainer.progress_unit
     _expect(after[unit] > before[unit], f"train_step did not advance progress()['{unit}']")
     return metrics
 
 
 def _check_evaluate(trainer: Trainer) -> None:
-    result = trainer.evaluate(3)
+    try:
+        result = check_metrics(trainer.evaluate(3, 12345), type(trainer).__name__, "evaluate",
+                               prefix="eval/")
+    except GymkitError as exc:
+        raise PluginContractError(str(exc)) from exc
     _expect(trainer.eval_metric in result,
             f"evaluate() lacks the metric '{trainer.eval_metric}' that picks best.pt")
     for tag, value in result.items():
-        _expect(tag.startswith("eval/") and math.isfinite(value),
-                f"evaluate() returned '{tag}': {value!r}; want finite numbers under eval/")
+        _expect(math.isfinite(value), f"evaluate() returned {tag!r} = {value!r}, not finite")
     if isinstance(trainer, Agent):
         env = trainer.source.make()
         obs, _ = env.reset(seed=0)
@@ -121,15 +152,32 @@ def _check_evaluate(trainer: Trainer) -> None:
         env.close()
 
 
+def _expect_same(got: list[dict[str, float]], want: list[dict[str, float]], message: str,
+                 offset: int = 0) -> None:
+    """Fail naming the first train_step and metric where `got` differs from `want`."""
+    for index, (g, w) in enumerate(zip(got, want, strict=True)):
+        for key in sorted(set(g) | set(w)):
+            if g.get(key) != w.get(key):
+                raise PluginContractError(
+                    f"{message}: first at train_step {offset + index + 1}, {key} = "
+                    f"{g.get(key)!r} where it should be {w.get(key)!r}")
+
+
 def _equal(x: Any, y: Any) -> bool:
-    if isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
-        return (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
-                and x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y))
+    if _is_tensor(x) or _is_tensor(y):
+        import torch
+
+        return (_is_tensor(x) and _is_tensor(y) and x.dtype == y.dtype
+                and torch.equal(x, y))
     if isinstance(x, dict) and isinstance(y, dict):
         return x.keys() == y.keys() and all(_equal(x[k], y[k]) for k in x)
     if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
         return len(x) == len(y) and all(_equal(a, b) for a, b in zip(x, y, strict=True))
     return bool(x == y)
+
+
+def _is_tensor(value: Any) -> bool:
+    return type(value).__module__.startswith("torch") and hasattr(value, "numel")
 
 
 def _expect(condition: bool, message: str) -> None:

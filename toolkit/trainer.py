@@ -6,17 +6,41 @@ agent, an epoch or a batch for a generative model) and reports its counters in
 `progress`. The runner owns everything around it: the loop, the budget,
 logging, evaluation, checkpoints and signals. docs/architecture.md shows how
 each planned algorithm maps onto these methods.
+
+This module does not import torch: a plugin that needs no tensors (tabular
+Q-learning) starts without paying for it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
 from toolkit.config import TrainerConfig
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long a run trains: `amount` of the progress counter `unit` (steps, episodes, epochs)."""
+
+    unit: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class TrainerContext:
+    """What a trainer is built with besides its config and its env or data."""
+
+    #: Where tensors live, as torch spells it: ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
+    device: str
+    seed: int
+    budget: Budget
+    #: The run directory, or None when the trainer is built outside a run (tests, eval).
+    run_dir: Path | None = None
 
 
 class Trainer(ABC):
@@ -29,28 +53,33 @@ class Trainer(ABC):
     #: Counters that a training budget may be given in (`--steps`, `--episodes`, `--epochs`).
     budget_units: ClassVar[tuple[str, ...]] = ("steps",)
     default_budget: ClassVar[tuple[str, int]] = ("steps", 100_000)
+    #: Run settings this plugin wants unless the user says otherwise, e.g. ``{"eval_every": 1}``.
+    default_run: ClassVar[dict[str, Any]] = {}
     #: Key of `evaluate()`'s result that picks `best.pt`, and whether higher is better.
     eval_metric: ClassVar[str] = "eval/mean_return"
     eval_higher_is_better: ClassVar[bool] = True
+    #: False for plugins without tensors: gymkit then never imports torch for them.
+    uses_torch: ClassVar[bool] = True
 
-    def __init__(self, cfg: TrainerConfig, source: Any, device: torch.device, seed: int) -> None:
+    def __init__(self, cfg: TrainerConfig, source: Any, ctx: TrainerContext) -> None:
         if not isinstance(cfg, self.Config):
             raise TypeError(f"{type(self).__name__} expects a {self.Config.__name__}")
         self.cfg = cfg
         self.source = source
-        self.device = device
-        self.seed = seed
+        self.ctx = ctx
+        self.seed = ctx.seed
 
     @abstractmethod
     def train_step(self) -> dict[str, float]:
-        """Do one unit of progress; return scalars tagged ``charts/``, ``losses/``, ..."""
+        """Do one unit of progress, never past the budget; return floats tagged ``charts/``, ..."""
 
     @abstractmethod
-    def evaluate(self, episodes: int | None = None) -> dict[str, float]:
-        """Measure the current model; scalars tagged ``eval/``.
+    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
+        """Measure the current model; floats tagged ``eval/``.
 
-        `episodes` sizes an agent's evaluation; trainers that evaluate on a fixed
-        held-out set ignore it.
+        `episodes` sizes an agent's evaluation and `seed` seeds it: the runner passes the
+        same seed to every periodic evaluation and a fresh one to the final evaluation.
+        Trainers that evaluate on a fixed held-out set ignore `episodes`.
         """
 
     @abstractmethod
@@ -64,6 +93,24 @@ class Trainer(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned."""
+
+    # -- the budget -------------------------------------------------------------------
+
+    def budget_left(self) -> int:
+        """How much of the budget is left, in the budget's unit; a train_step must not
+        do more than this."""
+        budget = self.ctx.budget
+        return max(0, budget.amount - self.progress()[budget.unit])
+
+    def budget_fraction(self) -> float:
+        """Progress through the budget in [0, 1], for schedules that anneal over the run.
+
+        It is computed from the counters, so a schedule continues across train_step
+        calls and across a resume without state of its own."""
+        budget = self.ctx.budget
+        return min(1.0, self.progress()[budget.unit] / budget.amount)
+
+    # -- optional hooks ---------------------------------------------------------------
 
     def images(self) -> dict[str, np.ndarray]:
         """HWC uint8 images to log at each evaluation (value maps, sample grids)."""
@@ -86,6 +133,14 @@ class Agent(Trainer):
 
     kind: ClassVar[str] = "agent"
     budget_units: ClassVar[tuple[str, ...]] = ("steps", "episodes")
+    default_run: ClassVar[dict[str, Any]] = {"eval_every": 10_000, "checkpoint_every": 50_000}
+
+    @classmethod
+    def incompatibility(cls, observation_space: Any, action_space: Any) -> str | None:
+        """Why this agent cannot work with these gymnasium spaces, or None if it can.
+
+        gymkit uses it to suggest only agents that fit an env."""
+        return None
 
     @abstractmethod
     def predict(self, observation: Any) -> Any:
@@ -99,6 +154,8 @@ class GenerativeTrainer(Trainer):
     progress_unit: ClassVar[str] = "epochs"
     budget_units: ClassVar[tuple[str, ...]] = ("epochs", "steps")
     default_budget: ClassVar[tuple[str, int]] = ("epochs", 10)
+    #: An epoch is a long unit: evaluate and checkpoint after every one.
+    default_run: ClassVar[dict[str, Any]] = {"eval_every": 1, "checkpoint_every": 1}
     eval_metric: ClassVar[str] = "eval/loss"
     eval_higher_is_better: ClassVar[bool] = False
     default_dataset: ClassVar[str] = "digits"
