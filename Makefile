@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # CUDA build. Override for your machine, e.g. `make run TORCH="torch==2.5.1"`.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint clean mutate test-template
 
 setup: $(VENV)/.installed
 
@@ -22,11 +22,42 @@ run: setup
 	$(BIN)/gymkit run agent frozenlake
 
 lint: setup
-	$(BIN)/ruff check toolkit agents generative envs tests benchmarks
+	$(BIN)/ruff check toolkit agents generative envs tests benchmarks examples
 	$(BIN)/mypy
+	$(BIN)/mypy examples/plugin-template/src examples/plugin-template/tests
 
 test: lint
 	$(BIN)/python -m pytest
+	$(MAKE) test-template
+
+# The example plugin package, installed as a user would (into a folder of its own, so that
+# the venv stays clean), tested with its own tests and run through the CLI.
+TEMPLATE_SITE := build/plugin-template-site
+WITH_TEMPLATE := PYTHONPATH=$(CURDIR)/$(TEMPLATE_SITE)
+
+test-template: setup
+	rm -rf $(TEMPLATE_SITE) build/template-runs
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation \
+		--target $(TEMPLATE_SITE) examples/plugin-template
+	$(WITH_TEMPLATE) $(BIN)/python -m pytest -q -p no:cacheprovider examples/plugin-template
+	$(WITH_TEMPLATE) $(BIN)/gymkit list > build/template-list.txt
+	for name in template-sarsa template-mixture template-blobs template-chain; do \
+		grep -q "$$name" build/template-list.txt || { echo "gymkit list lacks $$name"; exit 1; }; \
+	done
+	$(WITH_TEMPLATE) $(BIN)/gymkit run agent template-chain --steps 3000 -q \
+		--runs-dir build/template-runs
+	$(WITH_TEMPLATE) $(BIN)/gymkit run generative template-mixture --dataset template-blobs \
+		--epochs 2 -q --runs-dir build/template-runs
+
+# Mutation testing of runner, checkpoint, config and qlearning (see [tool.mutmut] in
+# pyproject.toml and docs/testing.md). Slow, so not part of `make test`. mutmut keeps its
+# results in mutants/ and only re-tests what changed; `rm -rf mutants` starts afresh.
+# `$(BIN)/mutmut browse` shows a surviving mutant's diff.
+MUTMUT_CHILDREN ?= 2
+
+mutate: setup
+	$(BIN)/mutmut run --max-children $(MUTMUT_CHILDREN)
+	$(BIN)/mutmut results
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -97,3 +97,50 @@ def test_load_yaml(tmp_path: Path) -> None:
 def test_every_field_has_help() -> None:
     assert all(QLearningConfig.help().values())
     assert all(RunSettings.help().values())
+
+
+def test_load_yaml_rejects_text_that_is_not_utf8(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("update: expected_sarsa  # café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml is not UTF-8 text .*save it as UTF-8"):
+        load_yaml(latin1)
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_yaml(tmp_path)
+
+
+@pytest.mark.parametrize("text", ["1: 0.2\n", "alpha: 0.2\nnull: 1\n", "true: 1\n", "0.5: x\n"])
+def test_load_yaml_rejects_keys_that_are_not_names(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "keys.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"keys.yaml: key .* is not a config name"):
+        load_yaml(path)
+
+
+def test_build_and_split_reject_keys_that_are_not_names() -> None:
+    with pytest.raises(ConfigError, match="config key 1 is not a name"):
+        build(QLearningConfig, {1: 0.2})
+    with pytest.raises(ConfigError, match="config key None is not a name"):
+        split({None: 3}, QLearningConfig, RunSettings)
+
+
+def test_seed_is_a_32_bit_unsigned_integer() -> None:
+    assert RunSettings(seed=2**32 - 1, steps=1).seed == 2**32 - 1
+    for seed in (2**32, 99999999999999999999999, 10**400):
+        with pytest.raises(ConfigError, match=r"seed must be in \[0, 4294967295\], got \d+$"):
+            build(RunSettings, {"seed": seed, "steps": 1})
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
+def test_devices_that_are_accepted(device: str) -> None:
+    assert RunSettings(device=device, steps=1).device == device
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:", "cuda:x", "cuda:0:1", "CPU", "cuda0", ""])
+def test_devices_that_are_refused(device: str) -> None:
+    with pytest.raises(ConfigError, match=r"device must be auto, cpu, cuda or cuda:N"):
+        RunSettings(device=device, steps=1)
+
+
+def test_a_huge_integer_for_a_float_field_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="alpha must be a finite number"):
+        build(QLearningConfig, {"alpha": 10**400})

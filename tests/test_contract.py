@@ -18,6 +18,7 @@ from toolkit.data import DATASETS
 from toolkit.environments import ENVS, resolve_env
 from toolkit.registry import AGENTS, GENERATIVE
 from toolkit.testing import PluginContractError, check_plugin
+from toolkit.trainer import Budget
 
 #: Envs whose episodes start in random states: a trainer that loses env state on resume
 #: shows it there, where a fixed start state (FrozenLake) hides it.
@@ -45,6 +46,12 @@ def test_contract_envs_have_random_starts() -> None:
 @pytest.mark.parametrize("name", AGENTS.names())
 def test_every_agent_passes_the_contract(name: str) -> None:
     check_plugin(AGENTS.get(name), RANDOM_START_ENVS[name], overrides={"steps_per_call": 200})
+
+
+def test_a_linear_schedule_continues_across_a_resume() -> None:
+    # 6 train_steps of >= 200 steps walk a third or more of the way through this budget.
+    check_plugin(QLearning, "taxi", budget=Budget("steps", 3000),
+                 overrides={"steps_per_call": 200, "schedule": "linear", "decay_fraction": 1.0})
 
 
 @pytest.mark.parametrize("name", ["toy-gaussian", *GENERATIVE.names()])

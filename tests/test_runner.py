@@ -387,3 +387,21 @@ def test_checkpoints_are_also_written_by_wall_clock(runs_dir: Path) -> None:
 
     train(runs_dir, sets=["checkpoint_every=1000000", "checkpoint_every_s=1e-9"], on_step=watch)
     assert len(set(written)) > 3
+
+
+def test_resume_warns_when_the_plugin_package_changed_version(
+        runs_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from toolkit import __version__
+
+    result = train(runs_dir, on_step=_stop_at(1))
+    config_path = result.rundir.path / "config.json"
+    config = json.loads(config_path.read_text())
+    assert config["plugin_package"] == {"name": "gymkit", "version": __version__}
+    launch.resume(result.rundir.path, quiet=True)
+    assert "warning" not in capsys.readouterr().err
+    config["plugin_package"]["version"] = "0.0.1"
+    config_path.write_text(json.dumps(config))
+    launch.resume(result.rundir.path, quiet=True)
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"qlearning comes from gymkit {__version__} now, but the run was started with " \
+           "0.0.1" in err

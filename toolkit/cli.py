@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
+from toolkit.cli_new import new_plugin
 from toolkit.errors import GymkitError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -82,12 +83,11 @@ class GymkitGroup(TyperGroup):
         except GymkitError as exc:
             error_line(str(exc))
             raise typer.Exit(exc.exit_code) from None
-        except OSError as exc:
-            if exc.errno == errno.EPIPE:  # `gymkit list | head`: typer exits quietly
-                raise
-            _unexpected(exc)
         except Exception as exc:
-            _unexpected(exc)
+            if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
+                raise  # `gymkit list | head`: typer exits quietly
+            report_unexpected(exc)
+            raise typer.Exit(EXIT_BUG) from None
         finally:
             _active_run = None
 
@@ -111,6 +111,11 @@ class GymkitGroup(TyperGroup):
         except typer.Abort:
             error_line("aborted")
             sys.exit(EXIT_BUG)
+        except Exception as exc:  # raised outside a command: in a parameter's callback
+            if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
+                raise
+            report_unexpected(exc)
+            sys.exit(EXIT_BUG)
         sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -127,8 +132,8 @@ def _stopped_message(run: Path | None) -> str:
             "cannot be resumed: start again with gymkit run")
 
 
-def _unexpected(exc: BaseException) -> None:
-    """A bug, not bad input: one line naming it and where its traceback is; exit code 1."""
+def report_unexpected(exc: BaseException) -> None:
+    """A bug, not bad input: one line naming it and the file that holds its traceback."""
     path = getattr(exc, "gymkit_traceback", None)
     if not isinstance(path, str):
         try:
@@ -139,7 +144,6 @@ def _unexpected(exc: BaseException) -> None:
     if len(message) > 500:
         message = message[:500] + "…"
     error_line(f"unexpected {type(exc).__name__}: {message}; full traceback in {path}")
-    raise typer.Exit(EXIT_BUG) from None
 
 
 def save_traceback(exc: BaseException) -> str:
@@ -172,6 +176,10 @@ app = typer.Typer(help="gymkit: reinforcement learning and generative models on 
 run_app = typer.Typer(help="Train a plugin and write a run directory.", no_args_is_help=True,
                       cls=GymkitGroup, context_settings=CONTEXT)
 app.add_typer(run_app, name="run")
+new_app = typer.Typer(help="Start a new package from a template: `gymkit new plugin NAME`.",
+                      no_args_is_help=True, cls=GymkitGroup, context_settings=CONTEXT)
+new_app.command("plugin", cls=GymkitCommand)(new_plugin)
+app.add_typer(new_app, name="new")
 
 
 @app.callback()
@@ -266,13 +274,16 @@ def _train(kind: str, target: str | None, plugin: str | None, flags: dict[str, A
 
 
 def print_path(console: Console, label: str, path: Path | str) -> None:
-    """`label path` on one line if it fits, else the path on its own line; never cut."""
-    text = str(path)
-    if len(label) + 1 + len(text) <= console.width:
-        console.print(Text(label + " ") + Text(text, style="bold"), soft_wrap=True)
+    """`label path` on one line if it fits, else the path on a line of its own.
+
+    Never cut, and never broken by a newline: a path longer than the terminal is one
+    logical line that the terminal wraps, so that it copies and pastes whole."""
+    text = Text(str(path), style="bold")
+    if len(label) + 1 + text.cell_len <= console.width:
+        console.print(Text(label + " ") + text, soft_wrap=True)
     else:
-        console.print(Text(label))
-        console.print(Text(text, style="bold"), overflow="fold")
+        console.print(Text(label), soft_wrap=True)
+        console.print(text, soft_wrap=True)
 
 
 def _finish(runner: Any, result: Any, out: Console) -> None:
@@ -340,7 +351,8 @@ def evaluate(
     out = stdout()
     rundir, prepared = launch.rebuild(run_dir)
     trainer = prepared.trainer
-    trainer.load_state_dict(load_checkpoint(rundir.checkpoint(checkpoint))["trainer"])
+    state = load_checkpoint(rundir.checkpoint(checkpoint), require=("trainer",))["trainer"]
+    trainer.load_state_dict(state)
     try:
         if render is not None or video is not None:
             mode = render.value if render else "rgb_array"
@@ -373,41 +385,53 @@ def list_plugins() -> None:
     none = ("—", "none registered yet", "")
     for title, registry in (("agents", AGENTS), ("generative trainers", GENERATIVE),
                             ("datasets", DATASETS)):
-        rows = [(e.name, e.description, e.source) for e in registry.entries()] or [none]
+        rows = [(e.name, f"UNUSABLE: {e.error}" if e.error else e.description, e.source)
+                for e in registry.entries()] or [none]
         out.print(fitted_table(title, ("name", "description", "package"), rows, width,
-                               shrink=("description", "package")))
+                               shrink=("description", "package"),
+                               floors={"package": _package_floor(rows)}))
         out.print()
     env_rows = []
     for env_entry in ENVS.entries():
         preset = env_entry.obj
         # One kwarg a line: the column stays narrow and nothing in it needs cutting.
-        gym_id = "\n".join([preset.id, *(f" {k}={v}" for k, v in preset.kwargs.items())])
+        gym_id = "\n".join([preset.id, *(f"{k}={v}" for k, v in preset.kwargs.items())])
         env_rows.append((env_entry.name, gym_id, preset.algo, env_entry.description,
                          env_entry.source))
     out.print(fitted_table("environments",
                            ("name", "gymnasium id", "default agent", "description", "package"),
                            env_rows or [("—", "", "", "none registered yet", "")], width,
                            shrink=("description", "package", "gymnasium id", "default agent"),
-                           floors={"description": 20, "package": 6, "gymnasium id": 13,
-                                   "default agent": 9}))
+                           floors={"description": 15, "package": _package_floor(env_rows),
+                                   "gymnasium id": 17, "default agent": 9}))
     out.print("Any gymnasium id works as well, e.g. `gymkit run agent FrozenLake-v1 --algo "
               "qlearning`.")
-    for line in name_clashes((AGENTS, GENERATIVE, ENVS, DATASETS)):
+    from toolkit.registry import load_problems
+
+    for line in [*name_clashes((AGENTS, GENERATIVE, ENVS, DATASETS)), *load_problems]:
         stderr().print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
 
 
-def name_clashes(registries: Sequence[Any]) -> list[str]:
-    """One line per name that two packages register, for `gymkit list` to warn about.
+def _package_floor(rows: Sequence[Sequence[str]]) -> int:
+    """Package names fold only when they are longer than 20 characters."""
+    return min(max([7, *(len(row[-1]) for row in rows)]), 20)
 
-    The spot for the registry's clash report: a registry that has a ``clashes()``
-    method returning one message per clash (naming both packages and which one
-    wins) gets them printed as warnings under the tables. None has it yet.
+
+def name_clashes(registries: Sequence[Any]) -> list[str]:
+    """One line per name that several packages register, printed as warnings under the
+    tables of `gymkit list` (the tables list every one of them, with its package).
+
+    Uses ``Registry.clashes()`` (name -> packages) where a registry has it.
     """
     lines: list[str] = []
     for registry in registries:
         report = getattr(registry, "clashes", None)
-        if callable(report):
-            lines += [str(line) for line in report()]
+        if not callable(report):
+            continue
+        for name, sources in report().items():
+            choices = " or ".join(f"{source}:{name}" for source in sources)
+            lines.append(f"{registry.kind} '{name}' is registered by {', '.join(sources)}; "
+                         f"name one of them: {choices}")
     return lines
 
 

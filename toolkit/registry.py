@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.metadata as metadata
+import inspect
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -262,10 +263,20 @@ def _loading(source: str) -> Iterator[None]:
 def _source_of(obj: object) -> str:
     if _loading_source is not None:
         return _loading_source
-    module = getattr(obj, "__module__", None) or type(obj).__module__
+    if inspect.isclass(obj) or inspect.isfunction(obj):
+        module = obj.__module__
+    else:  # an instance (an EnvPreset): its class says nothing, the registering module does
+        module = _calling_module()
     top = module.split(".")[0]
     dists = metadata.packages_distributions().get(top)
     return dists[0] if dists else top
+
+
+def _calling_module() -> str:
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back  # type: ignore[assignment]
+    return str(frame.f_globals.get("__name__", "")) if frame is not None else ""
 
 
 def _first_line(obj: object) -> str:

@@ -7,6 +7,7 @@ when they are too long, never shortened with an ellipsis.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,8 +92,9 @@ def key_value_block(rows: Sequence[tuple[str, str | Text]], width: int) -> Group
     """Label/value rows in two columns, `width` wide at most.
 
     A `Text` value (a path or a command to copy) that does not fit beside its label
-    goes on its own line below it, and is folded only if it does not fit even there.
-    Other values wrap at spaces, and fold a word longer than the column.
+    goes on its own line below it; one that does not fit even there is broken after
+    a ``/`` or a space (see `break_path`). Other values wrap at spaces, and fold a
+    word longer than the column.
     """
     label_width = max((cell_len(label) for label, _ in rows), default=0)
     value_width = max(width - label_width - 2, 1)
@@ -103,9 +105,9 @@ def key_value_block(rows: Sequence[tuple[str, str | Text]], width: int) -> Group
             table = None
             indent = "  " if value.cell_len + 2 <= width else ""
             parts.append(Text(label, style="cyan"))
-            line = Text(indent) + value
-            line.overflow = "fold"
-            parts.append(line)
+            lines = break_path(value.plain, max(width - len(indent), 1))
+            parts.append(Text("\n".join(indent + line for line in lines), style=value.style,
+                              overflow="fold"))
             continue
         if table is None:
             table = Table(show_header=False, box=None, pad_edge=False, padding=(0, 1))
@@ -114,6 +116,27 @@ def key_value_block(rows: Sequence[tuple[str, str | Text]], width: int) -> Group
             parts.append(table)
         table.add_row(label, value)
     return Group(*parts)
+
+
+def break_path(text: str, width: int) -> list[str]:
+    """`text` in lines of at most `width` cells, broken after a ``/`` or a space where it can
+    be, so that each directory name stays whole; a name longer than `width` is folded."""
+    pieces = re.findall(r"[^/\\ ]*(?:[/\\ ]|$)", text)
+    lines: list[str] = []
+    current = ""
+    for piece in filter(None, pieces):
+        if cell_len(current + piece.rstrip()) <= width:
+            current += piece
+            continue
+        if current.strip():
+            lines.append(current.rstrip())
+        while cell_len(piece.rstrip()) > width:
+            lines.append(piece[:width])
+            piece = piece[width:]
+        current = piece
+    if current.strip() or not lines:
+        lines.append(current.rstrip())
+    return lines
 
 
 def fitted_table(
@@ -129,28 +152,35 @@ def fitted_table(
 
     The first column never wraps and is as wide as its longest entry. When the
     table is too wide, the columns named in `shrink` give way in that order, each
-    down to its floor in `floors` (default 10), wrapping at spaces and folding
-    long words; if that is not enough, they give way again, down to 4 columns each.
-    Cells are plain text, not markup.
+    down to its floor in `floors` (default: its header's width, 10 at least),
+    wrapping at spaces and folding long words; if that is not enough, the widest
+    of them gives way, down to 4. Cells are plain text, not markup.
     """
     floors = floors or {}
     widths = [max(_text_width(text) for text in (header, *(row[i] for row in rows)))
               for i, header in enumerate(headers)]
-    # box.SIMPLE_HEAD without edges: one separator and two spaces of padding between columns.
-    excess = sum(widths) + 3 * (len(headers) - 1) - width
-    for floor_of in (lambda name: floors.get(name, 10), lambda name: 4):
-        for name in shrink:
-            if excess <= 0:
-                break
-            index = list(headers).index(name)
-            give = min(excess, max(widths[index] - floor_of(name), 0))
-            widths[index] -= give
-            excess -= give
+    # box.SIMPLE_HEAD without edges, and padding on the right only: two columns between
+    # neighbours (the separator line's gap and one space of padding).
+    excess = sum(widths) + 2 * (len(headers) - 1) - width
+    indexes = [list(headers).index(name) for name in shrink]
+    for index in indexes:  # in order, each down to its floor
+        floor = floors.get(headers[index], max(10, cell_len(headers[index])))
+        give = max(min(excess, widths[index] - floor), 0)
+        widths[index] -= give
+        excess -= give
+    while excess > 0:  # then the widest of them, a column at a time, down to 4
+        index = max(indexes, key=lambda i: widths[i], default=0)
+        if not indexes or widths[index] <= 4:
+            break
+        widths[index] -= 1
+        excess -= 1
     table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
-                  show_edge=False, pad_edge=False, header_style="bold")
+                  show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
     for index, header in enumerate(headers):
         if index == 0:
-            table.add_column(header, no_wrap=True, min_width=widths[0], style="cyan")
+            # Only a terminal too narrow for the names alone makes them fold.
+            table.add_column(header, no_wrap=excess <= 0, min_width=widths[0], style="cyan",
+                             overflow="fold")
         else:
             table.add_column(header, width=widths[index], overflow="fold")
     for row in rows:

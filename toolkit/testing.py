@@ -53,19 +53,22 @@ def make_trainer(cls: type[Trainer], target: str, overrides: dict[str, Any] | No
 
 
 def check_plugin(cls: type[Trainer], target: str, *, overrides: dict[str, Any] | None = None,
-                 steps: int = 3) -> None:
-    """Raise PluginContractError if `cls` breaks the trainer contract."""
+                 steps: int = 3, budget: Budget | None = None) -> None:
+    """Raise PluginContractError if `cls` breaks the trainer contract.
+
+    `budget` (default: one no check comes near) lets a schedule that anneals over the
+    budget move within the few train_steps checked, so that its resume is checked too."""
     try:
         check_trainer_class(cls.kind, cls)
     except GymkitError as exc:
         raise PluginContractError(str(exc)) from exc
     _check_config_errors(cls)
     _check_budget(cls, target, overrides)
-    a = make_trainer(cls, target, overrides)
+    a = make_trainer(cls, target, overrides, budget=budget)
     history_a = [_checked_step(a) for _ in range(2 * steps)]
     _check_evaluate(a)
 
-    b = make_trainer(cls, target, overrides)
+    b = make_trainer(cls, target, overrides, budget=budget)
     history_b = [_checked_step(b) for _ in range(steps)]
     _expect_same(history_b, history_a[:steps], "two trainers with one seed reported different "
                                                "metrics: training is not deterministic")
@@ -80,7 +83,7 @@ def check_plugin(cls: type[Trainer], target: str, *, overrides: dict[str, Any] |
     _expect(_equal(state, b.state_dict()), "state_dict changed on its way through a checkpoint "
                                            "file: keep it to tensors, numbers, strings, lists")
 
-    c = make_trainer(cls, target, overrides, seed=1)
+    c = make_trainer(cls, target, overrides, seed=1, budget=budget)
     c.load_state_dict(state)
     set_global_rng_state(saved["rng"])  # as the runner does on resume
     _expect(c.progress() == b.progress(), "load_state_dict did not restore progress()")
