@@ -106,3 +106,43 @@ def test_a_config_that_is_not_a_dataclass(tmp_path: Path, monkeypatch: pytest.Mo
                        str(tmp_path / "r"))
     assert code == 2
     assert "Config (NoDecorator) is not a dataclass; put @dataclass above" in _one_error_line(out)
+
+
+def _interrupted_run(tmp_path: Path) -> Path:
+    from conftest import train
+
+    def stop(runner: Any) -> None:
+        runner.request_stop()
+
+    return train(tmp_path / "runs", on_step=stop).rundir.path
+
+
+@pytest.mark.parametrize("command", ["resume", "eval"])
+def test_a_checkpoint_that_holds_only_its_header(tmp_path: Path, command: str) -> None:
+    from toolkit.checkpoint import save_checkpoint
+
+    path = _interrupted_run(tmp_path)
+    save_checkpoint(path / "checkpoints" / "last.pt", {})
+    code, out = invoke(command, str(path))
+    assert code == 2
+    assert "last.pt is incomplete (no " in _one_error_line(out) and "'trainer'" in out
+
+
+@pytest.mark.parametrize("command", ["resume", "eval"])
+def test_a_config_json_without_its_env(tmp_path: Path, command: str) -> None:
+    path = _interrupted_run(tmp_path)
+    config = json.loads((path / "config.json").read_text())
+    del config["env"]
+    (path / "config.json").write_text(json.dumps(config))
+    code, out = invoke(command, str(path))
+    assert code == 2
+    assert "config.json has no 'env'; it was not written by gymkit" in _one_error_line(out)
+
+
+def test_only_agents_that_fit_the_env_are_suggested() -> None:
+    code, out = invoke("run", "agent", "cartpole")
+    assert code == 2
+    line = _one_error_line(out)
+    assert "default agent 'dqn' is not available" in line and "qlearning" not in line
+    code, out = invoke("run", "agent", "Taxi-v4")
+    assert "pass --algo (one of: qlearning" in _one_error_line(out)

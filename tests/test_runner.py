@@ -405,3 +405,22 @@ def test_resume_warns_when_the_plugin_package_changed_version(
     err = " ".join(capsys.readouterr().err.split())
     assert f"qlearning comes from gymkit {__version__} now, but the run was started with " \
            "0.0.1" in err
+
+
+def test_the_summary_panel_reports_best_against_last(runs_dir: Path) -> None:
+    from rich.console import Console
+
+    from toolkit.report import render_summary
+
+    prepared = launch.prepare("agent", "frozenlake", flags={"seed": 1, "steps": 6000},
+                              assignments=["eval_every=2000", "final_eval_episodes=40"])
+    runner = launch.start(prepared, runs_dir, quiet=True)
+    summary = runner.run().summary
+    console = Console(record=True, width=200)
+    render_summary(console, summary, runner.trainer)
+    text = " ".join(console.export_text().split())
+    best = summary["final_eval_best"]["eval/mean_return"]
+    last = summary["final_eval"]["eval/mean_return"]
+    assert f"best.pt mean return {best:.3f} on the same episodes (last.pt {last:.3f})" in text
+    assert {"last": "last.pt is better", "best": "best.pt is better",
+            "equal": "the two score the same"}[summary["better_checkpoint"]] in text

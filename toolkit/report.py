@@ -70,6 +70,7 @@ def render_summary(console: Console, summary: dict[str, Any], trainer: Trainer) 
         ("trained", counters_text(summary["progress"])),
         ("wall time", f"{summary['wall_time_s']:.1f} s, training and evaluation"),
         *eval_rows(summary.get("final_eval", {})),
+        *best_checkpoint_rows(summary, trainer),
     ]
     horizon = summary.get("optimum_horizon")
     for key in ("optimal_success_rate", "optimal_mean_return"):
@@ -86,6 +87,22 @@ def render_summary(console: Console, summary: dict[str, Any], trainer: Trainer) 
     parts += [Panel(text, title=title, expand=False) for title, text in trainer.panels()]
     console.print(Panel(Group(*parts), title=f"[bold]{escape(str(summary['status']))}",
                         expand=False))
+
+
+def best_checkpoint_rows(summary: dict[str, Any], trainer: Trainer) -> list[tuple[str, str]]:
+    """How best.pt did on the final evaluation's episodes, and which checkpoint won."""
+    best = summary.get("final_eval_best")
+    if not best:
+        return []
+    metric = trainer.eval_metric
+    name = metric.removeprefix("eval/").replace("_", " ")
+    last_value = summary.get("final_eval", {}).get(metric)
+    verdict = {"last": "last.pt is better", "best": "best.pt is better",
+               "equal": "the two score the same"}[summary.get("better_checkpoint", "equal")]
+    if metric not in best or last_value is None:
+        return []
+    return [("best.pt", f"{name} {best[metric]:.3f} on the same episodes (last.pt "
+                        f"{last_value:.3f}): {verdict}")]
 
 
 def key_value_block(rows: Sequence[tuple[str, str | Text]], width: int) -> Group:
