@@ -202,7 +202,7 @@ class QLearning(Agent):
         metrics = {
             "charts/epsilon": self.epsilon,
             "charts/learning_rate": self.alpha,
-            "losses/td_error": td_sum / steps,
+            "losses/td_error": td_sum / max(steps, 1),
         }
         if returns:
             metrics["charts/episodic_return"] = sum(returns) / len(returns)
@@ -289,6 +289,10 @@ class QLearning(Agent):
         self.epsilon, self.alpha = float(state["epsilon"]), float(state["alpha"])
         self.steps, self.episodes = int(state["steps"]), int(state["episodes"])
         self.obs, self.episode_done = int(state["obs"]), bool(state["episode_done"])
+        if not self.episode_done:
+            # Only the last train_step of a budget stops in mid-episode, and a fresh env
+            # cannot be put back there: a later call starts a new episode.
+            self.episode_done = True
         set_python_rng_state(state["rng"], self.rng)
         set_numpy_rng_state(self.env.unwrapped.np_random, state["env_rng"])
 

@@ -90,6 +90,7 @@ def test_a_tensor_makes_it_a_torch_checkpoint(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("value", "where", "fix"), [
     (np.zeros(3), "checkpoint['trainer']['q']", "torch.from_numpy(array) or array.tolist()"),
     (np.float32(1.0), "checkpoint['trainer']['q']", "float(x) or int(x)"),
+    (np.float64(1.0), "checkpoint['trainer']['q']", "float(x) or int(x)"),  # a float subclass
     ({1.5: 2}, "checkpoint['trainer']['q']", "use strings or integers as keys"),
     (object(), "checkpoint['trainer']['q']", "store its state as tensors"),
 ])

@@ -105,7 +105,8 @@ def test_a_config_that_is_not_a_dataclass(tmp_path: Path, monkeypatch: pytest.Mo
     code, out = invoke("run", "agent", "frozenlake", "--algo", "sloppy", "--runs-dir",
                        str(tmp_path / "r"))
     assert code == 2
-    assert "Config (NoDecorator) is not a dataclass; put @dataclass above" in _one_error_line(out)
+    assert "Config (NoDecorator) is not a dataclass, so its fields (rate) are ignored; put " \
+        "@dataclass above" in _one_error_line(out)
 
 
 def _interrupted_run(tmp_path: Path) -> Path:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.metadata as metadata
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -162,7 +163,7 @@ def test_a_run_with_a_qualified_name_records_and_resumes_it(
     ("""
         class Config(TrainerConfig):
             lr: float = param(0.1, "rate")
-     """, "is not a dataclass; put @dataclass above"),
+     """, "is not a dataclass, so its fields (lr) are ignored"),
     ("""
         @dataclass
         class Config:
@@ -194,7 +195,7 @@ def test_registration_checks_name_the_mistake(body: str, message: str, tmp_path:
     assert "qlearning" in AGENTS.names() and "mistaken" not in AGENTS.names()
     (entry,) = [e for e in AGENTS.entries() if e.name == "mistaken"]
     assert entry.error is not None and message in entry.error
-    with pytest.raises(RegistryError, match=message.split(";")[0].replace("(", r"\(")):
+    with pytest.raises(RegistryError, match=re.escape(message.split(";")[0])):
         AGENTS.get("mistaken")
 
 
@@ -224,3 +225,29 @@ def test_a_folder_in_the_working_directory_that_shadows_a_package_is_named(
     assert folder == "./agents"
     assert installed.endswith("agents") and Path(installed) != tmp_path / "agents"
     assert registry_module.shadowing_folder("generative") is None
+
+
+def test_a_config_subclass_that_adds_no_fields_needs_no_decorator() -> None:
+    from agents.qlearning import QLearning
+    from toolkit.plugin_checks import check_trainer_class
+
+    class Stricter(QLearning.Config):  # only tightens validation: no new fields
+        def validate(self) -> None:
+            super().validate()
+
+    class Strict(QLearning):
+        Config = Stricter
+
+    check_trainer_class("agent", Strict)
+
+
+def test_a_plugin_is_credited_to_the_package_that_defines_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A plugin package that registers a built-in's class under a new name: the class is
+    # still gymkit's, so `gymkit:...` finds it and config.json names gymkit's version.
+    _fake_entry_points(tmp_path, monkeypatch, {"borrower": """
+        from toolkit.registry import AGENTS
+        from agents.qlearning import QLearning
+        AGENTS.add("borrowed", QLearning)
+    """})
+    assert AGENTS.entry("borrowed").source == "gymkit"

@@ -22,6 +22,7 @@ from toolkit.errors import CheckpointError
 FORMAT = "gymkit-checkpoint"
 FORMAT_VERSION = 1
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_SCALARS = (bool, int, float, str)
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -68,17 +69,18 @@ def check_state(value: Any, where: str) -> None:
     """Raise CheckpointError naming the first entry of `value` that a checkpoint cannot hold.
 
     Allowed: tensors, numbers, strings, booleans, None, and lists, tuples and dicts of
-    them (dict keys: strings or integers)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+    them (dict keys: strings or integers). Subclasses (numpy.float64, an IntEnum) are not:
+    ``torch.load(weights_only=True)`` refuses them."""
+    if value is None or type(value) in _SCALARS:
         return
-    if isinstance(value, dict):
+    if type(value) is dict or type(value).__name__ == "OrderedDict":
         for key, item in value.items():
-            if not isinstance(key, (str, int)) or isinstance(key, bool):
+            if type(key) not in (str, int):
                 raise CheckpointError(f"{where} has a key {key!r} of type "
                                       f"{_type_name(key)}; use strings or integers as keys")
             check_state(item, f"{where}[{key!r}]")
         return
-    if isinstance(value, (list, tuple)):
+    if type(value) in (list, tuple):
         for index, item in enumerate(value):
             check_state(item, f"{where}[{index}]")
         return
@@ -114,7 +116,7 @@ def _read(path: Path) -> Any:
 
 def _is_plain(value: Any) -> bool:
     """True when JSON holds `value` exactly: no tensors, tuples, bytes or integer keys."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or type(value) in _SCALARS:
         return True
     if isinstance(value, list):
         return all(_is_plain(v) for v in value)

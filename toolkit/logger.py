@@ -29,6 +29,8 @@ from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
 from tensorboard.plugins.text.plugin_data_pb2 import TextPluginData
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+from toolkit.atomic import atomic_write
+
 TAG_PREFIXES = ("charts/", "losses/", "eval/", "time/", "samples/", "images/", "weights/")
 WALL_CLOCK_PREFIX = "time/"
 
@@ -87,11 +89,13 @@ class RunLogger:
         # Events at the checkpoint's own step were written before it and are kept.
         purge = None if resume_step is None else resume_step + 1
         self.writer = EventWriter(run_path, purge_step=purge)
+        self.metric_lines = 0
         if keep_metric_lines is not None and metrics_path.exists():
             lines = metrics_path.read_text().splitlines(keepends=True)[:keep_metric_lines]
-            metrics_path.write_text("".join(lines))
+            with atomic_write(metrics_path) as f:  # a kill now leaves the old file whole
+                f.write("".join(lines))
+            self.metric_lines = len(lines)
         self._metrics = metrics_path.open("a")
-        self.metric_lines = keep_metric_lines or 0
 
     def scalars(self, step: int, values: dict[str, float],
                 extra: dict[str, Any] | None = None) -> None:

@@ -34,9 +34,12 @@ def check_config_class(cls: Any) -> None:
     if not (inspect.isclass(config) and issubclass(config, TrainerConfig)):
         raise PluginError(f"{cls.__name__}.Config must be a class derived from "
                           "toolkit.config.TrainerConfig")
-    if config is not TrainerConfig and "__dataclass_fields__" not in vars(config):
-        raise PluginError(f"{cls.__name__}.Config ({config.__name__}) is not a dataclass; "
-                          "put @dataclass above its class statement")
+    declared = vars(config).get("__annotations__", {})
+    fields = {f.name for f in dataclasses.fields(config)}
+    if "__dataclass_fields__" not in vars(config) and set(declared) - fields:
+        raise PluginError(f"{cls.__name__}.Config ({config.__name__}) is not a dataclass, so "
+                          f"its fields ({', '.join(sorted(set(declared) - fields))}) are "
+                          "ignored; put @dataclass above its class statement")
     run_names = set(RunSettings.field_names())
     for field in dataclasses.fields(config):
         if field.name in run_names:

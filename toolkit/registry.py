@@ -15,12 +15,13 @@ using it raises that reason.
 
 from __future__ import annotations
 
+import functools
 import importlib.machinery
 import importlib.metadata as metadata
 import inspect
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,15 +262,23 @@ def _loading(source: str) -> Iterator[None]:
 
 
 def _source_of(obj: object) -> str:
-    if _loading_source is not None:
-        return _loading_source
+    """The distribution that defines `obj`: by its module where the installed files say so
+    (a plugin may import and register another package's classes), else the one whose entry
+    point is loading."""
     if inspect.isclass(obj) or inspect.isfunction(obj):
         module = obj.__module__
     else:  # an instance (an EnvPreset): its class says nothing, the registering module does
         module = _calling_module()
     top = module.split(".")[0]
-    dists = metadata.packages_distributions().get(top)
-    return dists[0] if dists else top
+    dists = _distributions().get(top)
+    if dists:
+        return dists[0]
+    return _loading_source or top
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions() -> Mapping[str, list[str]]:
+    return metadata.packages_distributions()
 
 
 def _calling_module() -> str:

@@ -38,7 +38,6 @@ from toolkit.rundir import RunDir
 from toolkit.seeding import global_rng_state, set_global_rng_state
 from toolkit.trainer import Trainer
 
-INTERRUPTED_EXIT_CODE = 130
 #: Offsets from the run's seed: every periodic evaluation replays the same episodes, and the
 #: final one plays fresh episodes that chose neither best.pt nor any hyperparameter.
 PERIODIC_EVAL_SEED = 1_000_003
@@ -72,8 +71,9 @@ class RunResult:
         return self.status == "interrupted"
 
 
-class _StopNow(Exception):
-    """Raised by the signal handler to abandon the final evaluation."""
+class _StopNow(BaseException):
+    """Raised by the signal handler to abandon the final evaluation; a BaseException, so
+    that no ``except Exception`` on the way (a plugin's, a loader's) can swallow it."""
 
 
 class Runner:
@@ -126,26 +126,16 @@ class Runner:
         logger = RunLogger(self.rundir.path, self.rundir.metrics_path, resume_step=resume_step,
                            keep_metric_lines=state.metric_lines if checkpoint else None)
         self.logger = logger
-        if checkpoint is None:
-            logger.hparams({"run": self.settings.to_dict(),
-                            self.spec["plugin"]: self.spec["config"]})
         started = time.perf_counter() - state.elapsed
-        self._write_summary("running", state, started)
+        failed = True
         try:
-            with self._signals():
-                self._loop(state, logger, started)
-                self._save("last", state, logger, started)
-                if self._stop_signal is not None:
-                    return self._stopped(state, started)
-                try:
-                    self._abandon_on_signal = True
-                    finals = self._final_evaluations(logger, state)
-                finally:
-                    self._abandon_on_signal = False
-            summary = self._write_summary("completed", state, started, finals=finals)
-            return RunResult("completed", summary, self.rundir)
-        except _StopNow:
-            return self._stopped(state, started)
+            if checkpoint is None:
+                logger.hparams({"run": self.settings.to_dict(),
+                                self.spec["plugin"]: self.spec["config"]})
+            self._write_summary("running", state, started)
+            result = self._train_and_evaluate(state, logger, started)
+            failed = False
+            return result
         except KeyboardInterrupt:
             # A second Ctrl-C stopped a step half-way: that state cannot be saved, but
             # checkpoints/last.pt from before it still resumes the run.
@@ -168,7 +158,24 @@ class Runner:
             self._fail(state, started, self._record_traceback(exc))
             raise
         finally:
-            logger.close()
+            if failed:  # the error on its way out matters more than one closing the files
+                with suppress(OSError):
+                    logger.close()
+            else:
+                logger.close()
+
+    def _train_and_evaluate(self, state: LoopState, logger: RunLogger, started: float
+                            ) -> RunResult:
+        with self._signals():
+            self._loop(state, logger, started)
+            self._save("last", state, logger, started)
+            if self._stop_signal is not None:
+                return self._stopped(state, started)
+            finals = self._final_evaluations(logger, state)
+            if finals is None:
+                return self._stopped(state, started)
+        summary = self._write_summary("completed", state, started, finals=finals)
+        return RunResult("completed", summary, self.rundir)
 
     def _loop(self, state: LoopState, logger: RunLogger, started: float) -> None:
         unit = self.trainer.progress_unit
@@ -221,22 +228,42 @@ class Runner:
                 self._save("best", state, logger, None)
 
     def _final_evaluations(self, logger: RunLogger, state: LoopState
-                           ) -> dict[str, dict[str, float]]:
-        """The final evaluation of last.pt, and of best.pt on the same fresh episodes."""
+                           ) -> dict[str, dict[str, float]] | None:
+        """The final evaluation of last.pt, and of best.pt on the same fresh episodes (from
+        the same global RNG state); None when a signal abandoned them."""
         episodes = self.settings.final_eval_episodes
-        finals = {"last": self._evaluate(episodes, FINAL_EVAL_SEED)}
+        rng = global_rng_state()
+        last = self._abandonable(lambda: self._evaluate(episodes, FINAL_EVAL_SEED))
+        if last is None:
+            return None
+        finals = {"last": last}
         step = self.trainer.progress()[self.trainer.progress_unit]
-        logger.scalars(step, finals["last"])
+        logger.scalars(step, last)
         logger.images(step, self.trainer.images())
         best_path = self.rundir.checkpoint("best")
         if best_path.is_file():
             last_state = load_checkpoint(self.rundir.checkpoint("last"))["trainer"]
             self.trainer.load_state_dict(load_checkpoint(best_path)["trainer"])
-            try:
-                finals["best"] = self._evaluate(episodes, FINAL_EVAL_SEED)
-            finally:
-                self.trainer.load_state_dict(last_state)
+            set_global_rng_state(rng)
+            best = self._abandonable(lambda: self._evaluate(episodes, FINAL_EVAL_SEED))
+            self.trainer.load_state_dict(last_state)  # what the summary and panels describe
+            if best is None:
+                return None
+            finals["best"] = best
         return finals
+
+    def _abandonable(self, evaluate: Callable[[], dict[str, float]]) -> dict[str, float] | None:
+        """`evaluate()`, or None if SIGINT/SIGTERM arrives before or during it: a long final
+        evaluation is abandoned rather than waited for."""
+        self._abandon_on_signal = True
+        try:
+            if self._stop_signal is not None:
+                return None
+            return evaluate()
+        except _StopNow:
+            return None
+        finally:
+            self._abandon_on_signal = False
 
     def _save(self, which: str, state: LoopState, logger: RunLogger, started: float | None) -> None:
         if started is not None:

@@ -14,9 +14,6 @@ from typing import Any
 
 import numpy as np
 
-#: Largest seed accepted anywhere (numpy's legacy global RNG takes 32 bits).
-MAX_SEED = 2**32 - 1
-
 
 def seed_everything(seed: int, *, deterministic: bool = True) -> None:
     """Seed python, numpy's legacy global RNG and (when imported) torch; switch torch to
@@ -65,7 +62,7 @@ def global_rng_state() -> dict[str, Any]:
     torch = sys.modules.get("torch")
     if torch is not None:
         state["torch"] = torch.get_rng_state()
-        if torch.cuda.is_available():
+        if torch.cuda.is_initialized():  # only a run that used CUDA has CUDA RNG state
             state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
@@ -81,4 +78,5 @@ def set_global_rng_state(state: dict[str, Any]) -> None:
     if "torch" in state:
         torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        cuda = state["cuda"][:torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(cuda)

@@ -46,6 +46,9 @@ def make_trainer(cls: type[Trainer], target: str, overrides: dict[str, Any] | No
                  seed: int = 0, budget: Budget | None = None) -> Trainer:
     """Build `cls` on an env name (agents) or a dataset name (generative), on the CPU."""
     cfg = build(cls.Config, overrides or {})
+    if cls.uses_torch:
+        import torch  # noqa: F401 - imported before seeding, as the launcher does
+
     seed_everything(seed)
     source: Any = resolve_env(target)[0] if cls.kind == "agent" else DATASETS.get(target)()
     budget = budget or Budget(cls.budget_units[0], UNLIMITED)
@@ -167,15 +170,23 @@ def _expect_same(got: list[dict[str, float]], want: list[dict[str, float]], mess
 
 
 def _equal(x: Any, y: Any) -> bool:
+    """Equal in type and value, NaN equal to NaN (a state may hold one on purpose)."""
     if _is_tensor(x) or _is_tensor(y):
-        import torch
+        if not (_is_tensor(x) and _is_tensor(y) and x.dtype == y.dtype and x.shape == y.shape):
+            return False
+        if x.dtype.is_floating_point:
+            import torch
 
-        return (_is_tensor(x) and _is_tensor(y) and x.dtype == y.dtype
-                and torch.equal(x, y))
-    if isinstance(x, dict) and isinstance(y, dict):
+            return bool(torch.isclose(x, y, rtol=0, atol=0, equal_nan=True).all())
+        return bool((x == y).all())
+    if type(x) is not type(y):
+        return False
+    if isinstance(x, dict):
         return x.keys() == y.keys() and all(_equal(x[k], y[k]) for k in x)
-    if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
+    if isinstance(x, (list, tuple)):
         return len(x) == len(y) and all(_equal(a, b) for a, b in zip(x, y, strict=True))
+    if isinstance(x, float) and math.isnan(x):
+        return math.isnan(y)
     return bool(x == y)
 
 

@@ -39,7 +39,8 @@ class TrainerContext:
     device: str
     seed: int
     budget: Budget
-    #: The run directory, or None when the trainer is built outside a run (tests, eval).
+    #: The run directory; None while a new run's trainer is built and checked (the directory
+    #: is created only after that, and then set here) and outside a run (tests).
     run_dir: Path | None = None
 
 

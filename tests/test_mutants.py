@@ -1,0 +1,469 @@
+"""Behaviour that mutation testing (`make mutate`, docs/testing.md) found no test for.
+
+Each test checks one promise of runner.py, checkpoint.py, config.py or qlearning.py that the
+rest of the suite exercised without asserting: exact messages, boundaries, the checkpoint the
+summary prefers, the schedule of evaluations, what happens when writing the error report fails.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from agents.qlearning import QLearning, QLearningConfig
+from toolkit.checkpoint import load_checkpoint, save_checkpoint
+from toolkit.config import RunSettings, TrainerConfig, check_range, load_yaml, param
+from toolkit.environments import EnvSource
+from toolkit.errors import CheckpointError, ConfigError, GymkitError, PluginError
+from toolkit.rundir import RunDir
+from toolkit.runner import Runner, RunResult
+from toolkit.testing import make_trainer
+from toolkit.trainer import Budget, GenerativeTrainer, TrainerContext
+
+# -- checkpoint.py: what a checkpoint cannot hold, and why a file cannot be read ---------------
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ({1.5: 2}, "checkpoint['q'] has a key 1.5 of type float; use strings or integers as keys"),
+    ({1, 2}, "checkpoint['q'] holds a set, which a checkpoint cannot hold; store its state as "
+             "tensors, numbers, strings, lists or dicts instead"),
+    (np.zeros(3), "checkpoint['q'] holds a numpy.ndarray, which a checkpoint cannot hold; "
+                  "convert it with torch.from_numpy(array) or array.tolist()"),
+    (np.float32(1.0), "checkpoint['q'] holds a numpy.float32, which a checkpoint cannot hold; "
+                      "convert it with float(x) or int(x)"),
+    (np.ma.array([1.0, 2.0]), "checkpoint['q'] holds a numpy.ma.MaskedArray, which a checkpoint "
+                              "cannot hold; convert it with torch.from_numpy(array) or "
+                              "array.tolist()"),
+])
+def test_an_unsavable_state_gets_its_whole_message(tmp_path: Path, value: object,
+                                                   message: str) -> None:
+    with pytest.raises(CheckpointError) as info:
+        save_checkpoint(tmp_path / "c.pt", {"q": value})
+    assert str(info.value) == message
+
+
+def _unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception) -> str:
+    """The one-line error for a file that torch.load fails on with `error`."""
+    path = tmp_path / "c.pt"
+    path.write_bytes(b"PK\x03\x04 not really a zip archive")
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(torch, "load", fail)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    prefix = f"{path} is corrupted or not a gymkit checkpoint ("
+    suffix = "); use another checkpoint or start a new run"
+    message = str(info.value)
+    assert message.startswith(prefix) and message.endswith(suffix), message
+    return message[len(prefix):-len(suffix)]
+
+
+def test_a_corrupted_checkpoint_names_the_first_line_of_the_cause_without_colours(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    error = RuntimeError("\x1b[1mPytorchStreamReader failed\x1b[0m reading zip archive\n"
+                         "  at frame 2")
+    assert _unreadable(tmp_path, monkeypatch, error) == \
+        "PytorchStreamReader failed reading zip archive"
+
+
+def test_a_cause_without_a_message_is_named_by_its_type(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _unreadable(tmp_path, monkeypatch, EOFError()) == "EOFError"
+
+
+def test_a_long_cause_is_cut_at_a_word_before_100_characters(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exactly_100 = "x" * 100
+    assert _unreadable(tmp_path, monkeypatch, RuntimeError(exactly_100)) == exactly_100
+    one_more = "x" * 50 + " " + "y" * 50
+    assert _unreadable(tmp_path, monkeypatch, RuntimeError(one_more)) == "x" * 50 + " …"
+    # The 100th character ends a word, a space follows it, and two spaces precede that word:
+    # the cut keeps the first 100 characters up to their last space, that space included.
+    long = "a" * 40 + " " + "b" * 56 + "  c " + "d" * 30
+    assert _unreadable(tmp_path, monkeypatch, RuntimeError(long)) == \
+        "a" * 40 + " " + "b" * 56 + "  …"
+
+
+# -- config.py: param(), help(), interval messages, config files ---------------------------------
+
+
+@dataclass
+class _Layers(TrainerConfig):
+    sizes: list[list[int]] = param([[64, 64]], "hidden sizes per tower")
+    rate: float = param(0.1, "learning rate")
+    plain: int = 3
+    bare: int = field(default=4)
+
+
+def test_param_defaults_are_deep_copies_and_every_field_keeps_its_help() -> None:
+    a, b = _Layers(), _Layers()
+    a.sizes[0].append(32)
+    assert b.sizes == [[64, 64]] and _Layers().sizes == [[64, 64]]
+    assert _Layers.help() == {"sizes": "hidden sizes per tower", "rate": "learning rate",
+                              "plain": "", "bare": ""}
+
+
+@pytest.mark.parametrize(("value", "low", "high", "message"), [
+    (2.5, 0, 2.0, "x must be in [0, 2], got 2.5"),
+    (-1, 0, 2**32 - 1, "x must be in [0, 4294967295], got -1"),
+    (0.0001, 0.001, 0.5, "x must be in [0.001, 0.5], got 0.0001"),
+])
+def test_interval_ends_are_written_as_given(value: float, low: float, high: float,
+                                            message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        check_range(SimpleNamespace(x=value), "x", low, high)
+    assert str(info.value) == message
+
+
+def test_a_seed_out_of_range_names_the_32_bit_limit() -> None:
+    with pytest.raises(ConfigError) as info:
+        RunSettings(seed=2**32)
+    assert str(info.value) == "seed must be in [0, 4294967295], got 4294967296"
+
+
+def _yaml_error(path: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_yaml(path)
+    return str(info.value)
+
+
+def test_config_file_errors_are_whole_sentences(tmp_path: Path) -> None:
+    assert _yaml_error(tmp_path) == f"config file {tmp_path} is a directory; pass a YAML file"
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"alpha: 0.2\nnote: caf\xe9\n")
+    assert _yaml_error(latin1) == (f"config file {latin1} is not UTF-8 text (byte 20); "
+                                   "save it as UTF-8")
+    numbers = tmp_path / "numbers.yaml"
+    numbers.write_text("alpha: 0.2\n3: x\n")
+    assert _yaml_error(numbers) == (f"config file {numbers}: key 3 is not a config name; "
+                                    "write names like alpha: 0.2")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("alpha: [0.2\ngamma: 0.9\n")
+    message = _yaml_error(broken)
+    assert message.startswith(f"config file {broken} is not valid YAML: while parsing")
+    assert "\n" not in message
+
+
+def test_an_unreadable_config_file_says_why(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "locked.yaml"
+    path.write_text("alpha: 0.2\n")
+
+    def denied(self: Path, *args: Any, **kwargs: Any) -> str:
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    assert _yaml_error(path) == f"cannot read config file {path}: Permission denied"
+
+
+# -- qlearning.py: the Q-table's image, summary, panels and old checkpoints -----------------------
+
+
+class _Chain(gym.Env):
+    """A row of states that is not a grid map: actions move left or right, or stay."""
+
+    def __init__(self, n_states: int = 10, n_actions: int = 2) -> None:
+        self.observation_space = gym.spaces.Discrete(n_states)
+        self.action_space = gym.spaces.Discrete(n_actions)
+        self.state = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None
+              ) -> tuple[int, dict]:
+        super().reset(seed=seed)
+        self.state = 0
+        return self.state, {}
+
+    def step(self, action: int) -> tuple[int, float, bool, bool, dict]:
+        move = {0: -1, 1: 1}.get(int(action), 0)
+        self.state = min(max(self.state + move, 0), self.observation_space.n - 1)
+        done = self.state == self.observation_space.n - 1
+        return self.state, float(done), done, False, {}
+
+
+@pytest.fixture
+def chain() -> Iterator[str]:
+    gym.register("gymkit-tests/Chain-v0", entry_point=_Chain, max_episode_steps=50)
+    yield "gymkit-tests/Chain-v0"
+    del gym.registry["gymkit-tests/Chain-v0"]
+
+
+def _context() -> TrainerContext:
+    return TrainerContext("cpu", 0, Budget("steps", 10**6))
+
+
+@pytest.mark.parametrize(("n_states", "n_actions", "shape"), [
+    (1, 1, (256, 256, 3)),    # one 256-pixel cell
+    (10, 2, (250, 50, 3)),    # 25-pixel cells: as many as fit in 256
+    (300, 2, (300, 2, 3)),    # more rows than pixels: one pixel each
+])
+def test_a_q_table_that_is_no_grid_is_drawn_within_256_pixels(
+        chain: str, n_states: int, n_actions: int, shape: tuple[int, int, int]) -> None:
+    source = EnvSource("chain", chain, {"n_states": n_states, "n_actions": n_actions})
+    trainer = QLearning(QLearningConfig(), source, _context())
+    assert trainer.images()["images/q_table"].shape == shape
+    assert trainer.panels() == []  # no map to draw the policy on
+
+
+def test_the_q_table_is_float_even_when_initial_q_is_an_integer() -> None:
+    trainer = QLearning(QLearningConfig(initial_q=0), EnvSource("fl", "FrozenLake-v1"),
+                        _context())
+    table = trainer.q_table()
+    assert table.dtype == np.float64 and table.shape == (16, 4)
+
+
+def test_the_summary_states_the_optimum_within_the_time_limit() -> None:
+    # Taxi: -1 a step and +20 for the drop-off, so the optimal return (7.93) and the optimal
+    # success rate (1.0) differ, and its episodes are cut at 200 steps.
+    taxi = make_trainer(QLearning, "taxi")
+    assert taxi.summary() == {"optimal_mean_return": pytest.approx(7.93),
+                              "optimum_horizon": 200, "optimal_success_rate": 1.0}
+    assert taxi.panels() == []  # Taxi's states are not the cells of its map
+
+
+def test_a_checkpoint_with_a_tensor_q_table_still_loads() -> None:
+    trainer = make_trainer(QLearning, "frozenlake")
+    state = trainer.state_dict()
+    expected = [[float(4 * s + a) for a in range(4)] for s in range(16)]
+    trainer.load_state_dict({**state, "q": torch.tensor(expected, dtype=torch.float64)})
+    assert trainer.q == expected
+    assert all(type(v) is float for row in trainer.q for v in row)
+
+
+@pytest.mark.parametrize(("q", "shape"), [([], "(0, 0)"), ([[0.0] * 4] * 9, "(9, 4)")])
+def test_a_q_table_of_the_wrong_shape_is_refused_with_both_shapes(q: list, shape: str) -> None:
+    trainer = make_trainer(QLearning, "frozenlake")
+    with pytest.raises(ConfigError) as info:
+        trainer.load_state_dict({**trainer.state_dict(), "q": q})
+    assert str(info.value) == f"checkpoint Q-table has shape {shape}, this env needs (16, 4)"
+
+
+# -- runner.py: a scripted trainer makes every evaluation's score known in advance ---------------
+
+
+@dataclass
+class _ScriptConfig(TrainerConfig):
+    stride: int = param(1, "steps per train_step")
+
+
+class _Scripted(GenerativeTrainer):
+    """Counts steps; `evaluate` reads its score off `script` at the current count (no entry:
+    no score). Lower scores are better, as for a loss."""
+
+    Config = _ScriptConfig
+    cfg: _ScriptConfig
+    progress_unit = "steps"
+    budget_units = ("steps",)
+    uses_torch = False
+    script: ClassVar[dict[int, float]] = {}
+
+    def __init__(self, cfg: _ScriptConfig, source: Any, ctx: TrainerContext) -> None:
+        super().__init__(cfg, source, ctx)
+        self.steps = 0
+        self.evaluated_at: list[int] = []
+
+    def train_step(self) -> dict[str, float]:
+        self.steps += self.cfg.stride
+        return {"losses/steps": float(self.steps)}
+
+    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
+        self.evaluated_at.append(self.steps)
+        score = self.script.get(self.steps)
+        return {} if score is None else {self.eval_metric: score}
+
+    def progress(self) -> dict[str, int]:
+        return {"steps": self.steps}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = state["steps"]
+
+
+class _ScriptedReward(_Scripted):
+    eval_metric = "eval/mean_return"
+    eval_higher_is_better = True
+
+
+def _runner(tmp_path: Path, cls: type[_Scripted] = _Scripted, *, steps: int = 4,
+            stride: int = 1, every: int = 1, **kwargs: Any) -> Runner:
+    settings = RunSettings(steps=steps, eval_every=every, checkpoint_every=every,
+                           checkpoint_every_s=0, eval_episodes=1, final_eval_episodes=1)
+    trainer = cls(_ScriptConfig(stride=stride), None,
+                  TrainerContext("cpu", 0, Budget("steps", steps)))
+    spec = {"kind": "generative", "plugin": "scripted", "target": "script",
+            "config": {"stride": stride}}
+    return Runner(trainer, settings, RunDir.create(tmp_path, "scripted", "script", 0), spec,
+                  quiet=True, **kwargs)
+
+
+def test_evaluations_come_at_the_first_count_past_each_multiple(tmp_path: Path) -> None:
+    # Counts 3, 6, 9, ...: an evaluation is due at 5, 10, 15, ... and happens at the first
+    # count that reaches it; the last count (30) gets the final evaluation instead.
+    runner = _runner(tmp_path, steps=30, stride=3, every=5)
+    runner.run()
+    assert runner.trainer.evaluated_at[:5] == [6, 12, 15, 21, 27]
+
+
+@pytest.mark.parametrize(("cls", "script", "better"), [
+    (_Scripted, {1: 3.0, 2: 1.0, 3: 2.0, 4: 5.0}, "best"),
+    (_Scripted, {1: 3.0, 2: 1.0, 3: 2.0, 4: 0.5}, "last"),
+    (_Scripted, {1: 3.0, 2: 1.0, 3: 2.0, 4: 1.0}, "equal"),
+    (_Scripted, {1: 3.0, 2: 1.0, 3: 2.0}, "equal"),  # last.pt reported no score
+    (_ScriptedReward, {1: 1.0, 2: 4.0, 3: 2.0, 4: 3.0}, "best"),
+    (_ScriptedReward, {1: 1.0, 2: 4.0, 3: 2.0, 4: 5.0}, "last"),
+])
+def test_the_summary_names_the_checkpoint_that_scored_better(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cls: type[_Scripted],
+        script: dict[int, float], better: str) -> None:
+    monkeypatch.setattr(cls, "script", script)
+    result = _runner(tmp_path, cls).run()
+    # best.pt holds step 2, the best periodic score; last.pt holds step 4.
+    assert json.loads((result.rundir.path / "summary.json").read_text())["better_checkpoint"] \
+        == better
+    assert result.summary["final_eval_best"] == {cls.eval_metric: script[2]}
+
+
+def test_an_interrupted_run_returns_its_summary(tmp_path: Path) -> None:
+    def stop_at_2(runner: Runner) -> None:
+        if runner.trainer.progress()["steps"] >= 2:
+            runner.request_stop()
+
+    result = _runner(tmp_path, on_step=stop_at_2).run()
+    assert result.interrupted
+    assert result.summary["status"] == "interrupted"
+    assert result.summary["progress"] == {"steps": 2}
+
+
+def test_a_full_disk_is_reported_even_when_the_summary_cannot_be_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    write_summary = RunDir.write_summary
+
+    def full_for_the_failure(self: RunDir, summary: dict[str, Any]) -> None:
+        if summary["status"] == "failed":
+            full()
+        write_summary(self, summary)
+
+    monkeypatch.setattr("toolkit.runner.save_checkpoint", full)
+    monkeypatch.setattr(RunDir, "write_summary", full_for_the_failure)
+    runner = _runner(tmp_path)
+    with pytest.raises(GymkitError, match="no space left on the device while writing"):
+        runner.run()
+    assert json.loads(runner.rundir.summary_path.read_text())["status"] == "running"
+
+
+def _crash(error: BaseException) -> Any:
+    def on_step(runner: Runner) -> None:
+        raise error
+    return on_step
+
+
+def test_a_crash_leaves_a_traceback_file_and_a_one_line_error(tmp_path: Path) -> None:
+    runner = _runner(tmp_path, on_step=_crash(ZeroDivisionError("deep inside")))
+    with pytest.raises(ZeroDivisionError):
+        runner.run()
+    summary = json.loads(runner.rundir.summary_path.read_text())
+    assert summary["status"] == "failed"
+    assert summary["error"] == "ZeroDivisionError: deep inside"
+    lines = (runner.rundir.path / "traceback.txt").read_text().splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert lines[-1] == "ZeroDivisionError: deep inside"
+    assert all(line.startswith("  ") for line in lines[1:-1])
+
+
+def test_a_traceback_that_cannot_be_written_does_not_hide_the_error(tmp_path: Path) -> None:
+    def crash(runner: Runner) -> None:
+        (runner.rundir.path / "traceback.txt").mkdir()  # writing the file will fail
+        raise ZeroDivisionError("deep inside")
+
+    runner = _runner(tmp_path, on_step=crash)
+    with pytest.raises(ZeroDivisionError) as info:
+        runner.run()
+    assert not hasattr(info.value, "gymkit_traceback")
+    summary = json.loads(runner.rundir.summary_path.read_text())
+    assert summary["status"] == "failed"
+    assert summary["error"] == "ZeroDivisionError: deep inside"
+
+
+class _NoNewAttributes(Exception):
+    """An exception class that guards its public attributes, as some libraries' do."""
+
+    def __init__(self, refuse_with: type[Exception]) -> None:
+        super().__init__("no new attributes")
+        self._refuse_with = refuse_with
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if not name.startswith("_"):
+            raise self._refuse_with(f"cannot set {name}")
+        super().__setattr__(name, value)
+
+
+@pytest.mark.parametrize("refuse_with", [AttributeError, TypeError])
+def test_an_exception_that_refuses_new_attributes_is_raised_as_it_is(
+        tmp_path: Path, refuse_with: type[Exception]) -> None:
+    error = _NoNewAttributes(refuse_with)
+    runner = _runner(tmp_path, on_step=_crash(error))
+    with pytest.raises(_NoNewAttributes) as info:
+        runner.run()
+    assert info.value is error
+    assert (runner.rundir.path / "traceback.txt").is_file()
+
+
+def _best_step(result: RunResult) -> int:
+    return load_checkpoint(result.rundir.checkpoint("best"))["trainer"]["steps"]
+
+
+@pytest.mark.parametrize(("cls", "script", "best_step"), [
+    (_Scripted, {1: math.nan, 2: 2.0, 3: -math.inf}, 2),
+    (_Scripted, {2: 2.0}, 2),  # the evaluations at 1 and 3 report no score
+    (_Scripted, {1: 3.0, 2: 1.0, 3: 1.0}, 2),  # a later tie does not replace best.pt
+    (_ScriptedReward, {1: 1.0, 2: 4.0, 3: 4.0}, 2),
+    (_ScriptedReward, {1: math.inf, 2: 4.0, 3: math.nan}, 2),
+])
+def test_best_pt_holds_the_first_best_finite_periodic_score(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cls: type[_Scripted],
+        script: dict[int, float], best_step: int) -> None:
+    monkeypatch.setattr(cls, "script", script)
+    result = _runner(tmp_path, cls).run()
+    assert _best_step(result) == best_step
+    assert result.summary["best"] == {cls.eval_metric: script[best_step]}
+
+
+def test_an_evaluation_without_the_eval_prefix_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_Scripted, "evaluate",
+                        lambda self, episodes, seed: {"charts/score": 1.0})
+    with pytest.raises(PluginError) as info:
+        _runner(tmp_path).run()
+    assert str(info.value) == ("scripted's evaluate returned the key 'charts/score', which "
+                               "lacks a tag prefix (eval/)")
+
+
+class _ScriptedPicture(_Scripted):
+    def images(self) -> dict[str, np.ndarray]:
+        return {"images/count": np.full((2, 2, 3), self.steps, dtype=np.uint8)}
+
+
+def test_images_are_logged_at_the_step_of_each_evaluation(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = _runner(tmp_path, _ScriptedPicture, steps=6, every=2).run()
+    events = EventAccumulator(str(result.rundir.path), size_guidance={"images": 0})
+    events.Reload()
+    assert [e.step for e in events.Images("images/count")] == [2, 4, 6]  # 6: the final one
