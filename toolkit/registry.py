@@ -163,7 +163,8 @@ class Registry(Generic[T]):
 #: one line each; `gymkit list` shows them and unknown-name errors mention them.
 load_problems: list[str] = []
 _loaded = False
-_loading_source: str | None = None
+#: (distribution, top-level module) of the entry point being loaded.
+_loading: tuple[str, str] | None = None
 
 
 def load_plugins() -> None:
@@ -181,7 +182,7 @@ def load_plugins() -> None:
                      "rename the folder or run gymkit from another directory")
             continue
         try:
-            with _loading(source):
+            with _loading_entry_point(source, ep.value.split(":")[0].split(".")[0]):
                 ep.load()
         except Exception as exc:  # a broken plugin package must not break gymkit
             message = " ".join(str(exc).split()) or type(exc).__name__
@@ -252,13 +253,13 @@ def _normalize(name: str) -> str:
 
 
 @contextmanager
-def _loading(source: str) -> Iterator[None]:
-    global _loading_source
-    previous, _loading_source = _loading_source, source
+def _loading_entry_point(source: str, top_module: str) -> Iterator[None]:
+    global _loading
+    previous, _loading = _loading, (source, top_module)
     try:
         yield
     finally:
-        _loading_source = previous
+        _loading = previous
 
 
 def _source_of(obj: object) -> str:
@@ -270,10 +271,12 @@ def _source_of(obj: object) -> str:
     else:  # an instance (an EnvPreset): its class says nothing, the registering module does
         module = _calling_module()
     top = module.split(".")[0]
+    if _loading is not None and top == _loading[1]:
+        return _loading[0]  # the common case, without reading every installed package's files
     dists = _distributions().get(top)
     if dists:
         return dists[0]
-    return _loading_source or top
+    return _loading[0] if _loading is not None else top
 
 
 @functools.lru_cache(maxsize=1)
