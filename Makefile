@@ -50,13 +50,15 @@ test-template: setup
 		--epochs 2 -q --runs-dir build/template-runs
 
 # Mutation testing of runner, checkpoint, config and qlearning (see [tool.mutmut] in
-# pyproject.toml and docs/testing.md). Slow, so not part of `make test`. mutmut keeps its
-# results in mutants/ and only re-tests what changed; `rm -rf mutants` starts afresh.
-# `$(BIN)/mutmut browse` shows a surviving mutant's diff.
+# pyproject.toml and docs/testing.md). Slow (about three hours for all ~1,700 mutants on two
+# cores), so not part of `make test`. mutmut keeps its results in mutants/ and re-tests only
+# functions that changed; `rm -rf mutants` starts afresh. MUTANTS picks some by name, globs
+# allowed: `make mutate MUTANTS='toolkit.checkpoint.*'`. `$(BIN)/mutmut show NAME` prints one.
 MUTMUT_CHILDREN ?= 2
+MUTANTS ?=
 
 mutate: setup
-	$(BIN)/mutmut run --max-children $(MUTMUT_CHILDREN)
+	$(BIN)/mutmut run --max-children $(MUTMUT_CHILDREN) $(MUTANTS)
 	$(BIN)/mutmut results
 
 clean:

@@ -8,10 +8,13 @@ summary prefers, the schedule of evaluations, what happens when writing the erro
 from __future__ import annotations
 
 import errno
+import io
 import json
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
@@ -20,12 +23,22 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
 from agents.qlearning import QLearning, QLearningConfig
 from toolkit.checkpoint import load_checkpoint, save_checkpoint
-from toolkit.config import RunSettings, TrainerConfig, check_range, load_yaml, param
+from toolkit.config import (
+    RunSettings,
+    TrainerConfig,
+    build,
+    check_range,
+    load_yaml,
+    param,
+    parse_assignments,
+)
 from toolkit.environments import EnvSource
 from toolkit.errors import CheckpointError, ConfigError, GymkitError, PluginError
+from toolkit.logger import RunLogger
 from toolkit.rundir import RunDir
 from toolkit.runner import Runner, RunResult
 from toolkit.testing import make_trainer
@@ -96,6 +109,32 @@ def test_a_long_cause_is_cut_at_a_word_before_100_characters(
     assert _unreadable(tmp_path, monkeypatch, RuntimeError(long)) == \
         "a" * 40 + " " + "b" * 56 + "  …"
 
+
+
+def test_a_torch_file_with_python_objects_is_named_as_such(tmp_path: Path) -> None:
+    # torch refuses the slice with a weights_only message that names no "Unsupported global".
+    path = tmp_path / "slice.pt"
+    torch.save({"format": "gymkit-checkpoint", "rows": slice(0, 8)}, path)
+    with pytest.raises(CheckpointError, match="holds Python objects that are not plain data"):
+        load_checkpoint(path)
+
+
+def test_a_checkpoint_without_a_format_version_loads_and_a_newer_one_is_refused(
+        tmp_path: Path) -> None:
+    old = tmp_path / "old.pt"
+    old.write_text(json.dumps({"format": "gymkit-checkpoint", "steps": 3}))
+    assert load_checkpoint(old)["steps"] == 3
+    newer = tmp_path / "newer.pt"
+    newer.write_text(json.dumps({"format": "gymkit-checkpoint", "format_version": 2}))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(newer)
+    assert str(info.value) == (f"{newer} was written by a newer gymkit (format 2); "
+                               "upgrade gymkit")
+
+
+def test_a_checkpoint_creates_the_folders_it_goes_in(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "a" / "b" / "last.pt", {"steps": 1})
+    assert load_checkpoint(path)["steps"] == 1
 
 # -- config.py: param(), help(), interval messages, config files ---------------------------------
 
@@ -168,6 +207,106 @@ def test_an_unreadable_config_file_says_why(tmp_path: Path,
     monkeypatch.setattr(Path, "read_text", denied)
     assert _yaml_error(path) == f"cannot read config file {path}: Permission denied"
 
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"alpha": 0.0}, "alpha must be in (0, 1], got 0.0"),
+    ({"alpha": 1.5}, "alpha must be in (0, 1], got 1.5"),
+    ({"alpha_min": -0.1}, "alpha_min must be in [0, 1], got -0.1"),
+    ({"alpha_min": 1.5}, "alpha_min must be in [0, 1], got 1.5"),
+    ({"alpha_decay": 0.0}, "alpha_decay must be in (0, 1], got 0.0"),
+    ({"alpha_decay": 1.5}, "alpha_decay must be in (0, 1], got 1.5"),
+    ({"gamma": -0.1}, "gamma must be in [0, 1], got -0.1"),
+    ({"gamma": 1.5}, "gamma must be in [0, 1], got 1.5"),
+    ({"epsilon": -0.1}, "epsilon must be in [0, 1], got -0.1"),
+    ({"epsilon": 1.5}, "epsilon must be in [0, 1], got 1.5"),
+    ({"epsilon_min": -0.1}, "epsilon_min must be in [0, 1], got -0.1"),
+    ({"epsilon_min": 1.5}, "epsilon_min must be in [0, 1], got 1.5"),
+    ({"epsilon_decay": 0.0}, "epsilon_decay must be in (0, 1], got 0.0"),
+    ({"epsilon_decay": 1.5}, "epsilon_decay must be in (0, 1], got 1.5"),
+    ({"decay_fraction": 0.0}, "decay_fraction must be in (0, 1], got 0.0"),
+    ({"decay_fraction": 1.5}, "decay_fraction must be in (0, 1], got 1.5"),
+    ({"steps_per_call": 0}, "steps_per_call must be in [1, inf], got 0"),
+    ({"alpha": 0.1, "alpha_min": 0.2}, "alpha_min (0.2) must not exceed alpha (0.1)"),
+    ({"epsilon": 0.1, "epsilon_min": 0.2}, "epsilon_min (0.2) must not exceed epsilon (0.1)"),
+])
+def test_q_learning_hyperparameters_are_refused_just_outside_their_ranges(
+        values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        QLearningConfig(**values)
+    assert str(info.value) == message
+
+
+def test_q_learning_hyperparameters_are_accepted_at_their_closed_ends() -> None:
+    QLearningConfig(alpha=1.0, alpha_min=0.0, alpha_decay=1.0, gamma=0.0, epsilon=0.0,
+                    epsilon_min=0.0, epsilon_decay=1.0, decay_fraction=1.0, steps_per_call=1)
+    QLearningConfig(alpha=1.0, alpha_min=1.0, gamma=1.0, epsilon=1.0, epsilon_min=1.0)
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"steps": 0}, "steps must be positive, got 0"),
+    ({"episodes": 0}, "episodes must be positive, got 0"),
+    ({"epochs": 0}, "epochs must be positive, got 0"),
+    ({"eval_every": 0}, "eval_every must be in [1, inf], got 0"),
+    ({"eval_episodes": 0}, "eval_episodes must be in [1, inf], got 0"),
+    ({"final_eval_episodes": 0}, "final_eval_episodes must be in [1, inf], got 0"),
+    ({"checkpoint_every": 0}, "checkpoint_every must be in [1, inf], got 0"),
+    ({"threads": 0}, "threads must be in [1, inf], got 0"),
+    ({"checkpoint_every_s": -1.0}, "checkpoint_every_s must be in [0, inf], got -1.0"),
+])
+def test_run_settings_are_refused_just_outside_their_ranges(values: dict[str, Any],
+                                                            message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        RunSettings(**values)
+    assert str(info.value) == message
+
+
+def test_the_budget_error_lists_what_was_set() -> None:
+    for settings, got in [(RunSettings(), "none"), (RunSettings(steps=5, epochs=2),
+                                                    "steps, epochs")]:
+        with pytest.raises(ConfigError) as info:
+            settings.budget()
+        assert str(info.value) == ("set exactly one training budget: --steps, --episodes or "
+                                   f"--epochs (got {got})")
+    assert RunSettings(episodes=1, checkpoint_every_s=0.0).budget() == ("episodes", 1)
+
+
+def test_an_empty_assignment_is_an_empty_string() -> None:
+    assert parse_assignments(["note=", "tag=  "]) == {"note": "", "tag": ""}
+
+
+@dataclass
+class _Kinds(TrainerConfig):
+    flag: bool = param(False, "a switch")
+    count: int | None = param(None, "a count, or none")
+    name: str = param("x", "a name")
+    sizes: list[int] = param([1], "layer sizes")
+    pair: tuple[int, int] = param((1, 2), "two numbers")
+    table: dict[str, float] = param({}, "a mapping")
+    anything: Any = param(None, "not checked")
+
+
+def test_values_are_checked_against_each_kind_of_annotation() -> None:
+    cfg = build(_Kinds, {"flag": True, "count": 3, "name": "n", "sizes": [4, 5],
+                         "pair": [6, 7], "table": {"a": 1.0}, "anything": [8]})
+    assert (cfg.flag, cfg.count, cfg.name, cfg.sizes, cfg.pair, cfg.table, cfg.anything) == \
+        (True, 3, "n", [4, 5], (6, 7), {"a": 1.0}, [8])
+    assert build(_Kinds, {"count": None, "anything": {"b": 2}}).anything == {"b": 2}
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"flag": "yes"}, "flag expects true or false, got 'yes'"),
+    ({"count": "many"}, "count expects an integer, got 'many'"),
+    ({"name": 3}, "name expects a string, got 3"),
+    ({"sizes": 4}, "sizes expects a list, got 4"),
+    ({"sizes": [4, "five"]}, "sizes expects an integer, got 'five'"),
+    ({"table": [1]}, "table expects a mapping, got [1]"),
+])
+def test_a_value_of_the_wrong_kind_is_refused_by_name(values: dict[str, Any],
+                                                      message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build(_Kinds, values)
+    assert str(info.value) == message
 
 # -- qlearning.py: the Q-table's image, summary, panels and old checkpoints -----------------------
 
@@ -250,6 +389,25 @@ def test_a_q_table_of_the_wrong_shape_is_refused_with_both_shapes(q: list, shape
     assert str(info.value) == f"checkpoint Q-table has shape {shape}, this env needs (16, 4)"
 
 
+def test_a_checkpoint_taken_in_mid_episode_resumes_at_the_start_of_a_new_one() -> None:
+    trainer = make_trainer(QLearning, "frozenlake")
+    trainer.load_state_dict({**trainer.state_dict(), "obs": 5, "episode_done": False})
+    assert trainer.episode_done is True
+    assert trainer.state_dict()["episode_done"] is True
+
+
+def test_the_reported_td_error_is_the_mean_absolute_error_of_the_call() -> None:
+    # Deterministic 4x4: from state 14, RIGHT (2) reaches the goal with reward 1. Q(14, RIGHT)
+    # = 3 overestimates it: the TD error is 1 - 3 = -2, reported as its size.
+    trainer = make_trainer(QLearning, "frozenlake-deterministic",
+                           {"steps_per_call": 1, "epsilon": 0.0, "epsilon_min": 0.0})
+    trainer.q[14] = [0.0, 0.0, 3.0, 0.0]
+    trainer.env.unwrapped.s = 14  # type: ignore[attr-defined]
+    trainer.obs = 14
+    metrics = trainer.train_step()
+    assert trainer.steps == 1 and metrics["losses/td_error"] == pytest.approx(2.0)
+
+
 # -- runner.py: a scripted trainer makes every evaluation's score known in advance ---------------
 
 
@@ -271,11 +429,12 @@ class _Scripted(GenerativeTrainer):
 
     def __init__(self, cfg: _ScriptConfig, source: Any, ctx: TrainerContext) -> None:
         super().__init__(cfg, source, ctx)
-        self.steps = 0
+        self.steps = self.calls = 0
         self.evaluated_at: list[int] = []
 
     def train_step(self) -> dict[str, float]:
         self.steps += self.cfg.stride
+        self.calls += 1
         return {"losses/steps": float(self.steps)}
 
     def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
@@ -284,13 +443,13 @@ class _Scripted(GenerativeTrainer):
         return {} if score is None else {self.eval_metric: score}
 
     def progress(self) -> dict[str, int]:
-        return {"steps": self.steps}
+        return {"steps": self.steps, "calls": self.calls}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps}
+        return {"steps": self.steps, "calls": self.calls}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.steps = state["steps"]
+        self.steps, self.calls = state["steps"], state["calls"]
 
 
 class _ScriptedReward(_Scripted):
@@ -307,7 +466,7 @@ def _runner(tmp_path: Path, cls: type[_Scripted] = _Scripted, *, steps: int = 4,
     spec = {"kind": "generative", "plugin": "scripted", "target": "script",
             "config": {"stride": stride}}
     return Runner(trainer, settings, RunDir.create(tmp_path, "scripted", "script", 0), spec,
-                  quiet=True, **kwargs)
+                  **{"quiet": True, **kwargs})
 
 
 def test_evaluations_come_at_the_first_count_past_each_multiple(tmp_path: Path) -> None:
@@ -345,7 +504,7 @@ def test_an_interrupted_run_returns_its_summary(tmp_path: Path) -> None:
     result = _runner(tmp_path, on_step=stop_at_2).run()
     assert result.interrupted
     assert result.summary["status"] == "interrupted"
-    assert result.summary["progress"] == {"steps": 2}
+    assert result.summary["progress"] == {"steps": 2, "calls": 2}
 
 
 def test_a_full_disk_is_reported_even_when_the_summary_cannot_be_written(
@@ -363,8 +522,11 @@ def test_a_full_disk_is_reported_even_when_the_summary_cannot_be_written(
     monkeypatch.setattr("toolkit.runner.save_checkpoint", full)
     monkeypatch.setattr(RunDir, "write_summary", full_for_the_failure)
     runner = _runner(tmp_path)
-    with pytest.raises(GymkitError, match="no space left on the device while writing"):
+    with pytest.raises(GymkitError) as info:
         runner.run()
+    assert str(info.value) == (f"no space left on the device while writing {runner.rundir}; "
+                               f"free some space, then `gymkit resume {runner.rundir}` "
+                               "continues from the last checkpoint")
     assert json.loads(runner.rundir.summary_path.read_text())["status"] == "running"
 
 
@@ -467,3 +629,73 @@ def test_images_are_logged_at_the_step_of_each_evaluation(tmp_path: Path) -> Non
     events = EventAccumulator(str(result.rundir.path), size_guidance={"images": 0})
     events.Reload()
     assert [e.step for e in events.Images("images/count")] == [2, 4, 6]  # 6: the final one
+
+
+def test_an_error_closing_the_logs_does_not_hide_the_error_that_stopped_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def close(self: RunLogger) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(RunLogger, "close", close)
+    runner = _runner(tmp_path, on_step=_crash(ZeroDivisionError("deep inside")))
+    with pytest.raises(ZeroDivisionError):
+        runner.run()
+
+
+def test_the_summary_records_what_ran_for_how_long_and_when(tmp_path: Path) -> None:
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    started = time.perf_counter()
+    result = _runner(tmp_path, steps=6, stride=2).run()
+    elapsed = time.perf_counter() - started
+    summary = json.loads((result.rundir.path / "summary.json").read_text())
+    assert {k: summary[k] for k in ("status", "kind", "plugin", "target", "seed", "progress",
+                                    "budget", "run_dir")} == {
+        "status": "completed", "kind": "generative", "plugin": "scripted", "target": "script",
+        "seed": 0, "progress": {"steps": 6, "calls": 3}, "budget": {"steps": 6},
+        "run_dir": str(result.rundir)}
+    assert 0 < summary["wall_time_s"] <= elapsed
+    assert summary["per_second"] == pytest.approx(6 / summary["wall_time_s"])
+    assert before <= datetime.fromisoformat(summary["started_at"]) <= \
+        datetime.fromisoformat(summary["updated_at"]) <= datetime.now(timezone.utc)
+
+
+def test_each_training_line_of_metrics_jsonl_carries_the_other_counters(tmp_path: Path) -> None:
+    result = _runner(tmp_path, steps=6, stride=2, every=100).run()
+    lines = [json.loads(line) for line in (result.rundir.path / "metrics.jsonl").open()]
+    training = [line for line in lines if "losses/steps" in line]
+    assert [(line["step"], line["calls"]) for line in training] == [(2, 1), (4, 2), (6, 3)]
+
+
+class _Sleepy(_Scripted):
+    def train_step(self) -> dict[str, float]:
+        time.sleep(0.02)
+        return super().train_step()
+
+
+def test_steps_per_second_are_the_steps_of_a_call_over_its_duration(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # 1000 steps per call, each call at least 20 ms: at most 50,000 steps per second, and
+    # far more than 5,000 unless the machine stalls for 0.2 s.
+    result = _runner(tmp_path, _Sleepy, steps=3000, stride=1000, every=10**6).run()
+    events = EventAccumulator(str(result.rundir.path), size_guidance={"scalars": 0})
+    events.Reload()
+    sps = [e.value for e in events.Scalars("time/SPS")]
+    assert len(sps) == 3 and all(5_000 < v < 50_000 for v in sps), sps
+
+
+class _Reporting(_Scripted):
+    script: ClassVar[dict[int, float]] = {1: 0.5}
+
+    def train_step(self) -> dict[str, float]:
+        super().train_step()
+        return {"losses/loss": 0.25, "charts/episodic_return": 1.5, "charts/epsilon": 0.125,
+                "losses/other": 7.0}
+
+
+def test_the_progress_bar_shows_the_main_metrics_and_the_best_score(tmp_path: Path) -> None:
+    out = io.StringIO()
+    _runner(tmp_path, _Reporting, steps=2, console=Console(file=out, width=200),
+            quiet=False).run()
+    assert "2/2 steps" in out.getvalue()
+    assert "loss 0.25  episodic_return 1.5  epsilon 0.125  best eval 0.5" in out.getvalue()
