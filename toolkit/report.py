@@ -101,7 +101,7 @@ def best_checkpoint_rows(summary: dict[str, Any], trainer: Trainer) -> list[tupl
                "equal": "the two score the same"}[summary.get("better_checkpoint", "equal")]
     if metric not in best or last_value is None:
         return []
-    return [("best.pt", f"{name} {best[metric]:.3f} on the same episodes (last.pt "
+    return [("best.pt", f"{name} {best[metric]:.3f} in the same final evaluation (last.pt "
                         f"{last_value:.3f}): {verdict}")]
 
 
