@@ -111,10 +111,12 @@ def test_a_long_cause_is_cut_at_a_word_before_100_characters(
 
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol 5:UserWarning")
 def test_a_torch_file_with_python_objects_is_named_as_such(tmp_path: Path) -> None:
-    # torch refuses the slice with a weights_only message that names no "Unsupported global".
-    path = tmp_path / "slice.pt"
-    torch.save({"format": "gymkit-checkpoint", "rows": slice(0, 8)}, path)
+    # Pickled with protocol 5, as other tools may write it: torch's weights_only loader
+    # refuses the file without naming an "Unsupported global".
+    path = tmp_path / "set.pt"
+    torch.save({"format": "gymkit-checkpoint", "q": {1, 2}}, path, pickle_protocol=5)
     with pytest.raises(CheckpointError, match="holds Python objects that are not plain data"):
         load_checkpoint(path)
 
@@ -139,20 +141,20 @@ def test_a_checkpoint_creates_the_folders_it_goes_in(tmp_path: Path) -> None:
 # -- config.py: param(), help(), interval messages, config files ---------------------------------
 
 
-@dataclass
-class _Layers(TrainerConfig):
-    sizes: list[list[int]] = param([[64, 64]], "hidden sizes per tower")
-    rate: float = param(0.1, "learning rate")
-    plain: int = 3
-    bare: int = field(default=4)
-
-
 def test_param_defaults_are_deep_copies_and_every_field_keeps_its_help() -> None:
-    a, b = _Layers(), _Layers()
+    # Declared here rather than at import time, so that param() runs inside the test.
+    @dataclass
+    class Layers(TrainerConfig):
+        sizes: list[list[int]] = param([[64, 64]], "hidden sizes per tower")
+        rate: float = param(0.1, "learning rate")
+        plain: int = 3
+        bare: int = field(default=4)
+
+    a, b = Layers(), Layers()
     a.sizes[0].append(32)
-    assert b.sizes == [[64, 64]] and _Layers().sizes == [[64, 64]]
-    assert _Layers.help() == {"sizes": "hidden sizes per tower", "rate": "learning rate",
-                              "plain": "", "bare": ""}
+    assert b.sizes == [[64, 64]] and Layers().sizes == [[64, 64]]
+    assert Layers.help() == {"sizes": "hidden sizes per tower", "rate": "learning rate",
+                             "plain": "", "bare": ""}
 
 
 @pytest.mark.parametrize(("value", "low", "high", "message"), [
@@ -676,12 +678,12 @@ def test_steps_per_second_are_the_steps_of_a_call_over_its_duration(tmp_path: Pa
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     # 1000 steps per call, each call at least 20 ms: at most 50,000 steps per second, and
-    # far more than 5,000 unless the machine stalls for 0.2 s.
+    # more than 1,000 unless the machine stalls for a whole second.
     result = _runner(tmp_path, _Sleepy, steps=3000, stride=1000, every=10**6).run()
     events = EventAccumulator(str(result.rundir.path), size_guidance={"scalars": 0})
     events.Reload()
     sps = [e.value for e in events.Scalars("time/SPS")]
-    assert len(sps) == 3 and all(5_000 < v < 50_000 for v in sps), sps
+    assert len(sps) == 3 and all(1_000 < v < 50_000 for v in sps), sps
 
 
 class _Reporting(_Scripted):
@@ -699,3 +701,15 @@ def test_the_progress_bar_shows_the_main_metrics_and_the_best_score(tmp_path: Pa
             quiet=False).run()
     assert "2/2 steps" in out.getvalue()
     assert "loss 0.25  episodic_return 1.5  epsilon 0.125  best eval 0.5" in out.getvalue()
+
+
+def test_a_periodic_checkpoint_records_the_time_trained_so_far(tmp_path: Path) -> None:
+    # A run killed after this checkpoint resumes with this much wall time already spent.
+    elapsed: list[float] = []
+
+    def read_last(runner: Runner) -> None:
+        if runner.trainer.progress()["steps"] == 2000:
+            elapsed.append(load_checkpoint(runner.rundir.checkpoint("last"))["loop"]["elapsed"])
+
+    _runner(tmp_path, _Sleepy, steps=3000, stride=1000, every=1000, on_step=read_last).run()
+    assert len(elapsed) == 1 and elapsed[0] >= 0.04  # two calls of at least 20 ms

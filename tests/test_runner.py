@@ -423,6 +423,7 @@ def test_the_summary_panel_reports_best_against_last(runs_dir: Path) -> None:
     text = " ".join(console.export_text().split())
     best = summary["final_eval_best"]["eval/mean_return"]
     last = summary["final_eval"]["eval/mean_return"]
-    assert f"best.pt mean return {best:.3f} in the same final evaluation (last.pt {last:.3f})" in text
+    assert (f"best.pt mean return {best:.3f} in the same final evaluation "
+            f"(last.pt {last:.3f})") in text
     assert {"last": "last.pt is better", "best": "best.pt is better",
             "equal": "the two score the same"}[summary["better_checkpoint"]] in text
