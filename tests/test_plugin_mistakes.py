@@ -147,3 +147,19 @@ def test_only_agents_that_fit_the_env_are_suggested() -> None:
     assert "default agent 'dqn' is not available" in line and "qlearning" not in line
     code, out = invoke("run", "agent", "Taxi-v4")
     assert "pass --algo (one of: qlearning" in _one_error_line(out)
+
+
+def test_a_folder_that_shadows_a_builtin_package_is_named(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "agents" / "__init__.py").write_text("")
+    # `python -m` searches the working directory first, so ./agents hides gymkit's agents
+    done = subprocess.run([sys.executable, "-m", "toolkit", "run", "agent", "frozenlake"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 2
+    line = _one_error_line(done.stderr)
+    assert "the folder ./agents in the working directory shadows the package 'agents' of " \
+           "gymkit" in line
+    assert "rename the folder or run gymkit from another directory" in line

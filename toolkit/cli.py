@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
+import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
@@ -471,4 +472,7 @@ def check_port(port: int) -> None:
 
 
 def main() -> None:
+    # Plugin load problems reach the user inside gymkit's own messages (`gymkit list`, and
+    # the error for a name they hide), not as Python's multi-line warnings.
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module="toolkit.registry")
     app()

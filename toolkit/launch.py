@@ -27,7 +27,7 @@ from toolkit.data import DATASETS
 from toolkit.device import resolve_device
 from toolkit.environments import EnvPreset, EnvSource, resolve_env
 from toolkit.errors import ConfigError, GymkitError
-from toolkit.registry import AGENTS, GENERATIVE, Registry
+from toolkit.registry import AGENTS, GENERATIVE, Registry, problems_hint
 from toolkit.rundir import RunDir
 from toolkit.runner import CHECKPOINT_KEYS, Runner
 from toolkit.seeding import seed_everything
@@ -200,9 +200,9 @@ def _default_agent(target: str, source: EnvSource, preset: EnvPreset | None,
                "no installed agent fits its spaces; install a plugin that does (see `gymkit "
                "list`) and pass --algo")
     if preset is None:
-        raise GymkitError(f"{target} has no default agent; {options}")
+        raise GymkitError(f"{target} has no default agent; {options}{problems_hint()}")
     raise GymkitError(f"{target}'s default agent '{preset.algo}' is not available in this "
-                      f"install; {options}")
+                      f"install; {options}{problems_hint()}")
 
 
 def fitting_agents(source: EnvSource, registry: Registry[type[Trainer]]) -> list[str]:

@@ -105,9 +105,8 @@ class Registry(Generic[T]):
         if not candidates:
             known = ", ".join(self.names()) or "none registered"
             plain = name.rpartition(":")[2]
-            hint = f"; {'; '.join(load_problems)}" if load_problems else ""
             raise RegistryError(f"unknown {self.kind} '{name}'{did_you_mean(plain, self._entries)}"
-                                f"; known: {known}{hint}")
+                                f"; known: {known}{problems_hint()}")
         if len(candidates) > 1:
             options = " or ".join(e.qualified_name for e in candidates)
             raise RegistryError(
@@ -165,6 +164,11 @@ load_problems: list[str] = []
 _loaded = False
 #: (distribution, top-level module) of the entry point being loaded.
 _loading: tuple[str, str] | None = None
+
+
+def problems_hint() -> str:
+    """The load problems as a tail for an error message ('' when there are none)."""
+    return "".join(f"; {problem}" for problem in load_problems)
 
 
 def load_plugins() -> None:
