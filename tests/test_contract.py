@@ -10,11 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from toy_generative import ToyGaussian, toy_dataset
+from toy_generative import ToyGaussian, registered
 
 from agents.qlearning import QLearning
 from toolkit import launch
-from toolkit.data import DATASETS
 from toolkit.environments import ENVS, resolve_env
 from toolkit.registry import AGENTS, GENERATIVE
 from toolkit.testing import PluginContractError, check_plugin
@@ -27,11 +26,8 @@ RANDOM_START_ENVS = {"qlearning": "taxi"}
 
 @pytest.fixture
 def toy_registered() -> Iterator[None]:
-    GENERATIVE.add("toy-gaussian", ToyGaussian)
-    DATASETS.add("toy-points", toy_dataset)
-    yield
-    GENERATIVE.remove("toy-gaussian")
-    DATASETS.remove("toy-points")
+    with registered("toy-gaussian", ToyGaussian):
+        yield
 
 
 def test_contract_envs_have_random_starts() -> None:

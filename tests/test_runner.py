@@ -19,12 +19,10 @@ import pytest
 import torch
 from conftest import metrics_lines, q_table, train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from toy_generative import ToyConfig, ToyGaussian, toy_dataset
+from toy_generative import ToyConfig, ToyGaussian, registered
 
 from toolkit import launch
-from toolkit.data import DATASETS
 from toolkit.errors import CheckpointError, GymkitError, PluginError
-from toolkit.registry import GENERATIVE
 from toolkit.runner import FINAL_EVAL_SEED, PERIODIC_EVAL_SEED, Runner
 
 
@@ -228,11 +226,8 @@ class GlobalDraws(ToyGaussian):
 
 @pytest.fixture
 def global_draws() -> Iterator[None]:
-    GENERATIVE.add("global-draws", GlobalDraws)
-    DATASETS.add("toy-points", toy_dataset)
-    yield
-    GENERATIVE.remove("global-draws")
-    DATASETS.remove("toy-points")
+    with registered("global-draws", GlobalDraws):
+        yield
 
 
 def test_resume_restores_the_global_rng_states(global_draws: None, runs_dir: Path) -> None:

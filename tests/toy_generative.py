@@ -6,12 +6,16 @@ an optimizer in the checkpoint, a held-out loss) without a real model.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from toolkit.config import TrainerConfig, check_range, param
+from toolkit.data import DATASETS
+from toolkit.registry import GENERATIVE
 from toolkit.trainer import GenerativeTrainer, TrainerContext
 
 
@@ -87,3 +91,15 @@ class ToyGaussian(GenerativeTrainer):
         self.optimizer.load_state_dict(state["optimizer"])
         self.epochs, self.steps = state["epochs"], state["steps"]
         self.generator.set_state(state["generator"])
+
+
+@contextmanager
+def registered(name: str, cls: type[GenerativeTrainer]) -> Iterator[None]:
+    """`cls` as the generative trainer `name`, with the dataset `toy-points`, for one test."""
+    GENERATIVE.add(name, cls)
+    DATASETS.add("toy-points", toy_dataset)
+    try:
+        yield
+    finally:
+        GENERATIVE.remove(name)
+        DATASETS.remove("toy-points")

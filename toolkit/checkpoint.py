@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.atomic import atomic_write
-from toolkit.errors import CheckpointError
+from toolkit.errors import CheckpointError, type_name
 
 FORMAT = "gymkit-checkpoint"
 FORMAT_VERSION = 1
@@ -77,7 +77,7 @@ def check_state(value: Any, where: str) -> None:
         for key, item in value.items():
             if type(key) not in (str, int):
                 raise CheckpointError(f"{where} has a key {key!r} of type "
-                                      f"{_type_name(key)}; use strings or integers as keys")
+                                      f"{type_name(key)}; use strings or integers as keys")
             check_state(item, f"{where}[{key!r}]")
         return
     if type(value) in (list, tuple):
@@ -86,7 +86,7 @@ def check_state(value: Any, where: str) -> None:
         return
     if _is_torch_value(value):
         return
-    raise CheckpointError(f"{where} holds a {_type_name(value)}, which a checkpoint cannot "
+    raise CheckpointError(f"{where} holds a {type_name(value)}, which a checkpoint cannot "
                           f"hold; {_fix_for(value)}")
 
 
@@ -129,10 +129,6 @@ def _is_torch_value(value: Any) -> bool:
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(value, (torch.Tensor, torch.Size, torch.dtype))
 
-
-def _type_name(value: Any) -> str:
-    cls = type(value)
-    return cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _fix_for(value: Any) -> str:

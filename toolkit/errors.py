@@ -28,6 +28,12 @@ class IncompatibleEnvError(GymkitError):
     """A plugin cannot work with the spaces of the chosen environment."""
 
 
+def type_name(value: object) -> str:
+    """`float` for builtins, `numpy.float32` or `torch.Tensor` for the rest: for messages."""
+    cls = type(value)
+    return cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """' (did you mean: a, b?)' for the close matches of `name`, or ''."""
     choices = list(choices)

@@ -12,7 +12,7 @@ import inspect
 from typing import Any
 
 from toolkit.config import RunSettings, TrainerConfig
-from toolkit.errors import PluginError
+from toolkit.errors import PluginError, type_name
 
 
 def check_trainer_class(kind: str, cls: Any) -> None:
@@ -58,7 +58,7 @@ def check_metrics(values: Any, plugin: str, method: str, prefix: str | None = No
     from toolkit.logger import TAG_PREFIXES
 
     if not isinstance(values, dict):
-        raise PluginError(f"{plugin}'s {method} returned {_type_name(values)}; return a dict "
+        raise PluginError(f"{plugin}'s {method} returned {type_name(values)}; return a dict "
                           "of floats, e.g. {'losses/loss': loss.item()}")
     for tag, value in values.items():
         if not isinstance(tag, str) or not tag.startswith(prefix or TAG_PREFIXES):
@@ -66,11 +66,7 @@ def check_metrics(values: Any, plugin: str, method: str, prefix: str | None = No
             raise PluginError(f"{plugin}'s {method} returned the key {tag!r}, which lacks a tag "
                               f"prefix ({want})")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise PluginError(f"{plugin}'s {method} returned {tag!r} as {_type_name(value)}; "
+            raise PluginError(f"{plugin}'s {method} returned {tag!r} as {type_name(value)}; "
                               "return a Python float (float(x), or tensor.item())")
     return values
 
-
-def _type_name(value: Any) -> str:
-    cls = type(value)
-    return cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
