@@ -39,8 +39,8 @@ from agents.tabular import (
 from toolkit.config import TrainerConfig, check_range, param
 from toolkit.environments import EnvSource
 from toolkit.errors import ConfigError, IncompatibleEnvError
-from toolkit.evaluation import run_episodes
 from toolkit.images import heatmap
+from toolkit.policy import FunctionPolicy, Policy
 from toolkit.registry import AGENTS
 from toolkit.seeding import (
     numpy_rng_state,
@@ -90,6 +90,23 @@ class QLearningConfig(TrainerConfig):
                 f"epsilon_min ({self.epsilon_min}) must not exceed epsilon ({self.epsilon})")
 
 
+class EpsilonGreedyPolicy(Policy):
+    """A random action with probability epsilon, else the first greedy one."""
+
+    def __init__(self, q: np.ndarray, epsilon: float) -> None:
+        self.q, self.epsilon = q, epsilon
+        self.rng = np.random.default_rng()
+
+    def reset(self, n_envs: int, seed: int | None = None) -> None:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+
+    def act(self, obs: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
+        explore = self.rng.random(len(obs)) < self.epsilon
+        random_actions = self.rng.integers(self.q.shape[1], size=len(obs))
+        return np.where(explore, random_actions, self.q[obs].argmax(axis=1))
+
+
 @AGENTS.register("qlearning")
 class QLearning(Agent):
     """Tabular Q-learning or expected SARSA, for Discrete observations and actions."""
@@ -119,7 +136,6 @@ class QLearning(Agent):
         self.rng = random.Random(self.seed)
         self.obs, _ = self.env.reset(seed=self.seed)
         self.episode_done = False
-        self._eval_env: gym.Env | None = None
 
     @classmethod
     def incompatibility(cls, observation_space: Any, action_space: Any) -> str | None:
@@ -130,9 +146,13 @@ class QLearning(Agent):
 
     # -- acting ---------------------------------------------------------------------
 
-    def predict(self, observation: Any) -> int:
-        row = self.q[int(observation)]
-        return row.index(max(row))
+    def policy(self, deterministic: bool = True) -> Policy:
+        """Greedy on a snapshot of the table (the first best action on ties), or
+        epsilon-greedy at the current epsilon."""
+        q = self.q_table()
+        if deterministic:
+            return FunctionPolicy(lambda obs: q[obs].argmax(axis=1))
+        return EpsilonGreedyPolicy(q, self.epsilon)
 
     def _explore(self, row: list[float]) -> int:
         """Epsilon-greedy, breaking ties between greedy actions at random."""
@@ -224,15 +244,7 @@ class QLearning(Agent):
     def progress(self) -> dict[str, int]:
         return {"steps": self.steps, "episodes": self.episodes}
 
-    # -- evaluation -----------------------------------------------------------------
-
-    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
-        """The greedy policy over `episodes` episodes; `seed` seeds the first reset."""
-        if self._eval_env is None:
-            self._eval_env = self.source.make(record_stats=False)
-        results = run_episodes(self._eval_env, self.predict, episodes, seed=seed,
-                               source=self.source)
-        return results.metrics(with_success=self.source.success is not None)
+    # -- reporting ------------------------------------------------------------------
 
     def q_table(self) -> np.ndarray:
         return np.array(self.q, dtype=np.float64)
@@ -298,5 +310,3 @@ class QLearning(Agent):
 
     def close(self) -> None:
         self.env.close()
-        if self._eval_env is not None:
-            self._eval_env.close()

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from toolkit.environments import ENVS, EnvPreset
+from toolkit.environments import ENVS, EnvPreset, parse_wrappers
 
 
 def load_preset(name: str, data: dict[str, Any]) -> EnvPreset:
@@ -24,6 +24,10 @@ def load_preset(name: str, data: dict[str, Any]) -> EnvPreset:
         hyperparams={k: dict(v or {}) for k, v in (data.get("hyperparams") or {}).items()},
         success=data.get("success"),
         action_glyphs=tuple(data.get("action_glyphs") or ()),
+        wrappers=parse_wrappers(data.get("wrappers") or ()),
+        setup=tuple(data.get("setup") or ()),
+        channel_first=bool(data.get("channel_first", False)),
+        presets={k: dict(v or {}) for k, v in (data.get("presets") or {}).items()},
     )
 
 

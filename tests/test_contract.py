@@ -16,6 +16,7 @@ from agents.qlearning import QLearning
 from toolkit import launch
 from toolkit.environments import ENVS, resolve_env
 from toolkit.registry import AGENTS, GENERATIVE
+from toolkit.seeding import numpy_rng_state
 from toolkit.testing import PluginContractError, check_plugin
 from toolkit.trainer import Budget
 
@@ -117,6 +118,50 @@ class ResetsAtTheEnd(QLearning):
 def test_check_plugin_catches_a_reset_at_the_end_of_train_step() -> None:
     with pytest.raises(PluginContractError, match=r"first at train_step \d, \w+/\w+ = "):
         check_plugin(ResetsAtTheEnd, "taxi", overrides={"steps_per_call": 200})
+
+
+class FreshEnvsOnResume(ResetsAtTheEnd):
+    """The same agent, promising only what it keeps: it saves no env state, and resuming
+    starts fresh episodes."""
+
+    exact_resume = False
+    ENV_KEYS = ("obs", "episode_done", "env_rng")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().state_dict().items() if k not in self.ENV_KEYS}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        fresh = {"obs": 0, "episode_done": True,
+                 "env_rng": numpy_rng_state(self.env.unwrapped.np_random)}
+        super().load_state_dict({**state, **fresh})
+
+
+def test_an_agent_that_resumes_with_fresh_envs_passes_the_weaker_promise() -> None:
+    check_plugin(FreshEnvsOnResume, "taxi", overrides={"steps_per_call": 200})
+
+
+class ForgetsEpsilonOnLoad(FreshEnvsOnResume):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.epsilon = self.cfg.epsilon
+
+
+def test_the_weaker_promise_still_needs_the_state_it_loads() -> None:
+    with pytest.raises(PluginContractError, match=r"state_dict\(\) right after "
+                                                  r"load_state_dict differs"):
+        check_plugin(ForgetsEpsilonOnLoad, "taxi", overrides={"steps_per_call": 200})
+
+
+class ReseedsOnLoad(FreshEnvsOnResume):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.env.reset(seed=random.SystemRandom().randrange(2**31))
+
+
+def test_the_weaker_promise_still_needs_a_deterministic_resume() -> None:
+    with pytest.raises(PluginContractError, match="two trainers resumed from one checkpoint "
+                                                  "reported different metrics"):
+        check_plugin(ReseedsOnLoad, "taxi", overrides={"steps_per_call": 200})
 
 
 class NumpyState(QLearning):

@@ -21,6 +21,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from toolkit.config import TrainerConfig
+from toolkit.evaluation import evaluate_policy
+from toolkit.policy import Policy
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,11 @@ class Trainer(ABC):
     eval_higher_is_better: ClassVar[bool] = True
     #: False for plugins without tensors: gymkit then never imports torch for them.
     uses_torch: ClassVar[bool] = True
+    #: What resuming from ``last.pt`` promises. True: the run continues exactly as if it had
+    #: never stopped. False: weights, optimizer, buffers, schedules, RNGs and counters are
+    #: restored, but the environments start fresh episodes (a vector env's physics and
+    #: time-limit counters cannot be saved). `check_plugin` checks the promise made.
+    exact_resume: ClassVar[bool] = True
 
     def __init__(self, cfg: TrainerConfig, source: Any, ctx: TrainerContext) -> None:
         if not isinstance(cfg, self.Config):
@@ -113,6 +120,13 @@ class Trainer(ABC):
 
     # -- optional hooks ---------------------------------------------------------------
 
+    def save_extra(self, directory: Path) -> None:  # noqa: B027 - most plugins have none
+        """Write state too large to rewrite into every checkpoint dict (a replay buffer) as
+        files in `directory`, a fresh folder that belongs to ``last.pt``."""
+
+    def load_extra(self, directory: Path) -> None:  # noqa: B027
+        """Read back what `save_extra` wrote, after `load_state_dict`."""
+
     def images(self) -> dict[str, np.ndarray]:
         """HWC uint8 images to log at each evaluation (value maps, sample grids)."""
         return {}
@@ -130,11 +144,16 @@ class Trainer(ABC):
 
 
 class Agent(Trainer):
-    """An RL agent: acts in a gymnasium environment given by an `EnvSource`."""
+    """An RL agent: acts in a gymnasium environment given by an `EnvSource`.
+
+    It hands out a `Policy`; the toolkit evaluates every agent with it, the same way."""
 
     kind: ClassVar[str] = "agent"
     budget_units: ClassVar[tuple[str, ...]] = ("steps", "episodes")
     default_run: ClassVar[dict[str, Any]] = {"eval_every": 10_000, "checkpoint_every": 50_000}
+    #: Envs that an evaluation plays side by side. Results do not depend on it: episode k
+    #: of an evaluation starts from its own seed whichever env plays it.
+    eval_envs: ClassVar[int] = 8
 
     @classmethod
     def incompatibility(cls, observation_space: Any, action_space: Any) -> str | None:
@@ -144,8 +163,15 @@ class Agent(Trainer):
         return None
 
     @abstractmethod
-    def predict(self, observation: Any) -> Any:
-        """The greedy action for one observation (used by evaluation and `gymkit eval`)."""
+    def policy(self, deterministic: bool = True) -> Policy:
+        """A policy that acts as the agent does now: greedy when `deterministic`, else as
+        in training. Evaluation and `gymkit eval` use it before training goes on."""
+
+    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
+        """The deterministic policy over `episodes` episodes, episode k seeded `seed + k`."""
+        results = evaluate_policy(self.policy(deterministic=True), self.source, episodes,
+                                  seed=seed, n_envs=self.eval_envs)
+        return results.metrics(with_success=self.source.success is not None)
 
 
 class GenerativeTrainer(Trainer):

@@ -8,10 +8,11 @@ import warnings
 from pathlib import Path
 
 import gymnasium as gym
+from gymnasium.vector import SyncVectorEnv
 from rich.console import Console
 
 from toolkit.errors import GymkitError
-from toolkit.evaluation import run_episodes
+from toolkit.evaluation import evaluate_policy
 from toolkit.trainer import Agent, Trainer
 
 #: Offset from the run's seed for watched episodes: not the episodes of any evaluation.
@@ -83,32 +84,34 @@ def watch(trainer: Trainer, episodes: int, render_mode: str, video: Path | None,
             raise GymkitError("--video needs moviepy, which is not installed; install it with "
                               "pip install 'gymkit[render]'") from exc
     source = trainer.source
-    env = source.make(render_mode=render_mode, record_stats=False)
+
+    def make_env() -> gym.Env:
+        env = source.make(render_mode=render_mode)
+        if video is None:
+            return env
+        try:
+            with warnings.catch_warnings():
+                # An existing folder was checked to hold no videos: nothing is overwritten.
+                warnings.filterwarnings("ignore", message=".*Overwriting existing videos")
+                return gym.wrappers.RecordVideo(env, str(video), episode_trigger=lambda _: True,
+                                                disable_logger=True)
+        except OSError as exc:
+            raise GymkitError(f"cannot create --video folder {video}: "
+                              f"{exc.strerror or exc}; pass another folder") from exc
+
+    def show(envs: SyncVectorEnv) -> None:
+        if render_mode == "ansi":
+            console.print(envs.envs[0].render(), highlight=False)
+
     try:
-        if video is not None:
-            try:
-                with warnings.catch_warnings():
-                    # An existing folder was checked to hold no videos: nothing is overwritten.
-                    warnings.filterwarnings("ignore", message=".*Overwriting existing videos")
-                    env = gym.wrappers.RecordVideo(env, str(video),
-                                                   episode_trigger=lambda _: True,
-                                                   disable_logger=True)
-            except OSError as exc:
-                raise GymkitError(f"cannot create --video folder {video}: "
-                                  f"{exc.strerror or exc}; pass another folder") from exc
-
-        def show(e: gym.Env) -> None:
-            if render_mode == "ansi":
-                console.print(e.render(), highlight=False)
-
-        results = run_episodes(env, trainer.predict, episodes, seed=trainer.seed + WATCH_SEED,
-                               source=source, on_step=show)
+        # One env: a watched episode is rendered from start to end before the next one.
+        results = evaluate_policy(trainer.policy(deterministic=True), source, episodes,
+                                  seed=trainer.seed + WATCH_SEED, n_envs=1, make_env=make_env,
+                                  on_step=show)
     except gym.error.DependencyNotInstalled as exc:
         raise GymkitError(f"rendering needs an optional dependency "
                           f"({str(exc).splitlines()[0]}); install it with "
                           "pip install 'gymkit[render]'") from exc
-    finally:
-        env.close()
     if video is not None:
         console.print(f"videos written to {video}")
     return results.metrics(with_success=source.success is not None)

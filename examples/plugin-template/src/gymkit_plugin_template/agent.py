@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from toolkit.config import TrainerConfig, check_range, param
 from toolkit.environments import EnvSource
 from toolkit.errors import ConfigError, GymkitError, IncompatibleEnvError
-from toolkit.evaluation import run_episodes
+from toolkit.policy import FunctionPolicy, Policy
 from toolkit.registry import AGENTS
 from toolkit.seeding import (
     numpy_rng_state,
@@ -93,16 +94,18 @@ class SarsaAgent(Agent):
         self.q = [[cfg.initial_q] * self.n_actions for _ in range(self.n_states)]
         self.rng = random.Random(ctx.seed)  # the policy's own RNG, saved in state_dict
         self.steps = self.episodes = 0
-        self.eval_env: gym.Env | None = None
 
     def epsilon(self) -> float:
         cfg = self.cfg
         t = min(1.0, self.budget_fraction() / cfg.exploration_fraction)
         return cfg.epsilon_start + t * (cfg.epsilon_end - cfg.epsilon_start)
 
-    def predict(self, observation: Any) -> int:
-        row = self.q[int(observation)]
-        return row.index(max(row))
+    def policy(self, deterministic: bool = True) -> Policy:
+        """Greedy on a snapshot of the table; gymkit evaluates the agent with it. (This
+        agent gives the greedy policy in both cases: an exploring one would draw from the
+        RNG that `reset(n_envs, seed)` hands it.)"""
+        q = np.array(self.q)
+        return FunctionPolicy(lambda obs: q[obs].argmax(axis=1))
 
     def _act(self, observation: int, epsilon: float) -> int:
         """Epsilon-greedy, breaking ties at random: while Q is flat, it explores."""
@@ -152,14 +155,6 @@ class SarsaAgent(Agent):
     def progress(self) -> dict[str, int]:
         return {"steps": self.steps, "episodes": self.episodes}
 
-    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
-        """The greedy policy over `episodes` episodes, the first reset seeded with `seed`."""
-        if self.eval_env is None:
-            self.eval_env = self.source.make(record_stats=False)
-        results = run_episodes(self.eval_env, self.predict, episodes, seed=seed,
-                               source=self.source)
-        return results.metrics(with_success=self.source.success is not None)
-
     def state_dict(self) -> dict[str, Any]:
         return {
             "q": [list(row) for row in self.q],
@@ -181,5 +176,3 @@ class SarsaAgent(Agent):
 
     def close(self) -> None:
         self.env.close()
-        if self.eval_env is not None:
-            self.eval_env.close()
