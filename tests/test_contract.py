@@ -22,7 +22,12 @@ from toolkit.trainer import Budget
 
 #: Envs whose episodes start in random states: a trainer that loses env state on resume
 #: shows it there, where a fixed start state (FrozenLake) hides it.
-RANDOM_START_ENVS = {"qlearning": "taxi"}
+RANDOM_START_ENVS = {"qlearning": "taxi", "dqn": "cartpole"}
+#: Settings that make a few train_steps short, and reach the learning updates.
+CONTRACT_OVERRIDES: dict[str, dict[str, Any]] = {
+    "qlearning": {"steps_per_call": 200},
+    "dqn": {"steps_per_call": 64, "learning_starts": 32, "batch_size": 16, "hidden": [16]},
+}
 
 
 @pytest.fixture
@@ -34,7 +39,7 @@ def toy_registered() -> Iterator[None]:
 def test_contract_envs_have_random_starts() -> None:
     for agent, env in RANDOM_START_ENVS.items():
         made = resolve_env(env)[0].make()
-        starts = {made.reset(seed=seed)[0] for seed in range(20)}
+        starts = {str(made.reset(seed=seed)[0]) for seed in range(20)}
         assert len(starts) > 1, f"{env} starts in one state: it cannot test {agent}'s resume"
     assert set(RANDOM_START_ENVS) == set(AGENTS.names()), "name a random-start env per agent"
     assert all(ENVS.entry(env) for env in RANDOM_START_ENVS.values())
@@ -42,7 +47,7 @@ def test_contract_envs_have_random_starts() -> None:
 
 @pytest.mark.parametrize("name", AGENTS.names())
 def test_every_agent_passes_the_contract(name: str) -> None:
-    check_plugin(AGENTS.get(name), RANDOM_START_ENVS[name], overrides={"steps_per_call": 200})
+    check_plugin(AGENTS.get(name), RANDOM_START_ENVS[name], overrides=CONTRACT_OVERRIDES[name])
 
 
 def test_a_linear_schedule_continues_across_a_resume() -> None:

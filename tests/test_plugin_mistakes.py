@@ -14,6 +14,7 @@ from test_registry import AGENT_MODULE, _fake_entry_points
 from typer.testing import CliRunner
 
 from toolkit.cli import app
+from toolkit.environments import ENVS, EnvPreset
 
 SMALL = ["--steps", "300", "--set", "eval_every=100", "--set", "final_eval_episodes=5", "-q"]
 
@@ -141,12 +142,17 @@ def test_a_config_json_without_its_env(tmp_path: Path, command: str) -> None:
 
 
 def test_only_agents_that_fit_the_env_are_suggested() -> None:
-    code, out = invoke("run", "agent", "cartpole")
+    ENVS.add("pole-by-nobody", EnvPreset("pole-by-nobody", "CartPole-v1", algo="no-such-agent"))
+    try:
+        code, out = invoke("run", "agent", "pole-by-nobody")
+    finally:
+        ENVS.remove("pole-by-nobody")
     assert code == 2
     line = _one_error_line(out)
-    assert "default agent 'dqn' is not available" in line and "qlearning" not in line
+    assert "default agent 'no-such-agent' is not available" in line
+    assert "pass --algo (one of: dqn)" in line  # qlearning needs Discrete observations
     code, out = invoke("run", "agent", "Taxi-v4")
-    assert "pass --algo (one of: qlearning" in _one_error_line(out)
+    assert "pass --algo (one of: dqn, qlearning)" in _one_error_line(out)
 
 
 def test_a_folder_that_shadows_a_builtin_package_is_named(tmp_path: Path) -> None:

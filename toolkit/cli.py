@@ -215,6 +215,8 @@ ConfigOpt = Annotated[Path | None, typer.Option(
 RunsDirOpt = Annotated[Path, typer.Option(
     "--runs-dir", metavar="DIR", help="where run directories go")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
+SummaryOpt = Annotated[bool, typer.Option(
+    "--summary", help="show each network's layers, output shapes and parameter counts first")]
 
 
 @run_app.command("agent", cls=GymkitCommand)
@@ -228,14 +230,18 @@ def run_agent(
     steps: StepsOpt = None,
     episodes: Annotated[int | None, typer.Option(
         metavar="N", help="training budget in episodes")] = None,
+    preset: Annotated[str | None, typer.Option(
+        metavar="NAME", help="a named hyperparameter set of the env (see `gymkit list`), "
+                             "e.g. linear-qnet")] = None,
     set_: SetOpt = None,
     config: ConfigOpt = None,
     runs_dir: RunsDirOpt = Path("runs"),
     quiet: QuietOpt = False,
+    summary: SummaryOpt = False,
 ) -> None:
     """Train an RL agent, e.g. `gymkit run agent frozenlake`."""
     flags = {"seed": seed, "device": device, "steps": steps, "episodes": episodes}
-    _train("agent", env, algo, flags, set_, config, runs_dir, quiet)
+    _train("agent", env, algo, flags, set_, config, runs_dir, quiet, preset, summary)
 
 
 @run_app.command("generative", cls=GymkitCommand)
@@ -253,25 +259,41 @@ def run_generative(
     config: ConfigOpt = None,
     runs_dir: RunsDirOpt = Path("runs"),
     quiet: QuietOpt = False,
+    summary: SummaryOpt = False,
 ) -> None:
     """Train a generative model, e.g. `gymkit run generative vae --dataset digits`."""
     flags = {"seed": seed, "device": device, "steps": steps, "epochs": epochs}
-    _train("generative", dataset, model, flags, set_, config, runs_dir, quiet)
+    _train("generative", dataset, model, flags, set_, config, runs_dir, quiet,
+           show_networks=summary)
 
 
 def _train(kind: str, target: str | None, plugin: str | None, flags: dict[str, Any],
            assignments: list[str] | None, config: Path | None, runs_dir: Path,
-           quiet: bool) -> None:
+           quiet: bool, hyperparams: str | None = None, show_networks: bool = False) -> None:
     global _active_run
     from toolkit import launch
 
     out = stdout()
     prepared = launch.prepare(kind, target, plugin, config_file=config,
-                              assignments=assignments, flags=flags)
+                              assignments=assignments, flags=flags, hyperparams=hyperparams)
+    if show_networks:
+        print_networks(out, prepared.trainer, prepared.spec["plugin"])
     runner = launch.start(prepared, runs_dir, console=out, quiet=quiet)
     _active_run = runner.rundir.path
     print_path(out, "run directory:", runner.rundir.path)
     _finish(runner, runner.run(), out)
+
+
+def print_networks(console: Console, trainer: Any, plugin: str) -> None:
+    """A table per network: layers, output shapes and parameter counts."""
+    networks = trainer.networks()
+    if not networks:
+        console.print(f"{plugin} has no neural networks to summarise")
+        return
+    from toolkit.nets.summary import summary, summary_table
+
+    for name, (module, inputs) in networks.items():
+        console.print(summary_table(summary(module, *inputs), title=f"{plugin}: {name}"))
 
 
 def print_path(console: Console, label: str, path: Path | str) -> None:

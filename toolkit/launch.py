@@ -26,7 +26,7 @@ from toolkit.checkpoint import check_state, load_checkpoint
 from toolkit.data import DATASETS
 from toolkit.device import resolve_device
 from toolkit.environments import EnvPreset, EnvSource, resolve_env
-from toolkit.errors import ConfigError, GymkitError
+from toolkit.errors import ConfigError, GymkitError, did_you_mean
 from toolkit.registry import AGENTS, GENERATIVE, Registry, problems_hint
 from toolkit.rundir import RunDir
 from toolkit.runner import CHECKPOINT_KEYS, Runner
@@ -54,14 +54,21 @@ def prepare(
     config_file: str | Path | None = None,
     assignments: list[str] | None = None,
     flags: dict[str, Any] | None = None,
+    hyperparams: str | None = None,
 ) -> Prepared:
-    """Resolve names, merge config layers, build the trainer. Creates no files."""
+    """Resolve names, merge config layers, build the trainer. Creates no files.
+
+    `hyperparams` names one of the env preset's named hyperparameter sets (``--preset``)."""
     registry = KINDS[kind]
     preset: EnvPreset | None = None
+    named: dict[str, Any] | None = None
     if kind == "agent":
         if target is None:
             raise GymkitError("name an environment, e.g. `gymkit run agent frozenlake`")
         source, preset = resolve_env(target)
+        if hyperparams is not None:
+            named = _named_hyperparams(target, preset, hyperparams)
+            plugin = _preset_algo(hyperparams, named, plugin)
         if plugin is None:
             plugin = _default_agent(target, source, preset, registry)
         source_spec: dict[str, Any] = {"env": source.to_dict()}
@@ -78,7 +85,9 @@ def prepare(
         source_spec = {"dataset": target}
 
     layers: list[dict[str, Any]] = [dict(cls.default_run)]
-    if preset is not None:
+    if named is not None:
+        layers.append({k: v for k, v in named.items() if k != "algo"})
+    elif preset is not None:
         layers.append(dict(preset.hyperparams.get(plugin, preset.hyperparams.get(entry.name, {}))))
     if config_file is not None:
         layers.append(cfgs.load_yaml(config_file))
@@ -92,10 +101,15 @@ def prepare(
     cfg_values, run_values = cfgs.split(values, cls.Config, cfgs.RunSettings)
     cfg = cfgs.build(cls.Config, cfg_values)
     settings = cfgs.build(cfgs.RunSettings, run_values)
-    unit, _ = settings.budget()
+    unit, amount = settings.budget()
     if unit not in cls.budget_units:
         options = ", ".join(f"--{u}" for u in cls.budget_units)
         raise ConfigError(f"{plugin} cannot count its budget in {unit}; use {options}")
+    multiple = cls.budget_multiple(cfg)
+    if amount % multiple:
+        raise ConfigError(f"{plugin} with this config counts {unit} {multiple} at a time, so "
+                          f"its budget must be a multiple of {multiple}; use --{unit} "
+                          f"{amount + multiple - amount % multiple}")
     assert target is not None
     spec = {
         "kind": kind,
@@ -103,6 +117,7 @@ def prepare(
         "plugin_package": {"name": entry.source, "version": _version_of(entry.source)},
         "target": target,
         **source_spec,
+        **({"hyperparams": hyperparams} if hyperparams is not None else {}),
         "config": cfg.to_dict(),
         "run": settings.to_dict(),
     }
@@ -111,6 +126,26 @@ def prepare(
     # before a run directory exists.
     check_state(trainer.state_dict(), f"{entry.name}'s state_dict()")
     return Prepared(trainer, settings, spec)
+
+
+def _named_hyperparams(target: str, preset: EnvPreset | None, name: str) -> dict[str, Any]:
+    """The env preset's hyperparameter set `name`, with a clear error if there is none."""
+    sets = preset.presets if preset is not None else {}
+    if name not in sets:
+        if not sets:
+            raise ConfigError(f"--preset {name}: the environment {target} has no named "
+                              "hyperparameter sets; drop --preset")
+        raise ConfigError(f"--preset {name}: {target} has no such hyperparameter set"
+                          f"{did_you_mean(name, sets)}; it has {', '.join(sorted(sets))}")
+    return sets[name]
+
+
+def _preset_algo(name: str, named: dict[str, Any], plugin: str | None) -> str | None:
+    algo = named.get("algo")
+    if plugin is not None and algo is not None and plugin != algo:
+        raise ConfigError(f"--preset {name} is a set of {algo} hyperparameters, not {plugin}'s; "
+                          f"drop --algo or use --algo {algo}")
+    return plugin or algo
 
 
 def _build(cls: type[Trainer], cfg: cfgs.TrainerConfig, settings: cfgs.RunSettings,

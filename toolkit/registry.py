@@ -16,6 +16,7 @@ using it raises that reason.
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.machinery
 import importlib.metadata as metadata
 import inspect
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from toolkit.errors import GymkitError, RegistryError, did_you_mean
 
@@ -48,6 +49,8 @@ class Entry(Generic[T]):
     source: str
     #: Why the plugin cannot be used (it failed a registration check), or None.
     error: str | None = None
+    #: ``"module:attribute"`` still to be imported (see `Registry.add_lazy`), or None.
+    loader: str | None = None
 
     @property
     def qualified_name(self) -> str:
@@ -87,6 +90,21 @@ class Registry(Generic[T]):
         doc = description if description is not None else _first_line(obj)
         same.append(Entry(name, obj, doc, source, error))
 
+    def add_lazy(self, name: str, target: str, *, description: str) -> None:
+        """Register ``"module:attribute"`` without importing it: `gymkit list` shows the
+        name and description, and the module is imported (and the object checked) only when
+        the name is used. This keeps torch out of commands that need no tensors."""
+        module, sep, attribute = target.partition(":")
+        if not (module and sep and attribute):
+            raise RegistryError(f"{self.kind} '{name}': lazy target {target!r} must be written "
+                                "'module:attribute'")
+        source = _source_of_module(module)
+        same = self._entries.setdefault(name, [])
+        if any(e.source == source for e in same):
+            raise RegistryError(f"{self.kind} '{name}' is registered twice by {source}; "
+                                "rename one of them")
+        same.append(Entry(name, cast(T, None), description, source, loader=target))
+
     def remove(self, name: str, source: str | None = None) -> None:
         """Unregister `name` (from one `source`, or all) — for tests and interactive use."""
         kept = [e for e in self._entries.get(name, []) if source is not None
@@ -113,9 +131,35 @@ class Registry(Generic[T]):
                 f"{self.kind} '{name}' is registered by {len(candidates)} packages "
                 f"({', '.join(e.source for e in candidates)}); name one: {options}")
         entry = candidates[0]
+        if entry.loader is not None:
+            entry = self._load(entry)
         if entry.error is not None:
             raise RegistryError(entry.error)
         return entry
+
+    def _load(self, lazy: Entry[T]) -> Entry[T]:
+        """Import a lazy entry's object, check it, and keep the result in its place."""
+        assert lazy.loader is not None
+        module_name, _, attribute = lazy.loader.partition(":")
+        error = None
+        obj: Any = None
+        try:
+            obj = getattr(importlib.import_module(module_name), attribute)
+        except ImportError as exc:
+            error = (f"{self.kind} '{lazy.name}' from {lazy.source} cannot be used: importing "
+                     f"{module_name} failed: {exc}")
+        except AttributeError:
+            error = (f"{self.kind} '{lazy.name}' from {lazy.source} cannot be used: "
+                     f"{module_name} has no '{attribute}'")
+        if error is None and self._check is not None:
+            try:
+                self._check(lazy.name, obj)
+            except GymkitError as exc:
+                error = f"{self.kind} '{lazy.name}' from {lazy.source} cannot be used: {exc}"
+        loaded = Entry(lazy.name, cast(T, obj), lazy.description, lazy.source, error)
+        same = self._entries[lazy.name]
+        same[same.index(lazy)] = loaded
+        return loaded
 
     def names(self) -> list[str]:
         """Usable names, sorted; a name registered by several packages appears qualified."""
@@ -274,6 +318,10 @@ def _source_of(obj: object) -> str:
         module = obj.__module__
     else:  # an instance (an EnvPreset): its class says nothing, the registering module does
         module = _calling_module()
+    return _source_of_module(module)
+
+
+def _source_of_module(module: str) -> str:
     top = module.split(".")[0]
     if _loading is not None and top == _loading[1]:
         return _loading[0]  # the common case, without reading every installed package's files

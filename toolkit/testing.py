@@ -92,7 +92,8 @@ def check_plugin(cls: type[Trainer], target: str, *, overrides: dict[str, Any] |
         _expect(_equal(state, b.state_dict()), "state_dict changed on its way through a "
                                                "checkpoint file: keep it to tensors, numbers, "
                                                "strings, lists")
-        resumed = [_resume(cls, target, overrides, budget, saved, tmp)
+        # Each resume reads the file afresh: a trainer may keep tensors of what it loads.
+        resumed = [_resume(cls, target, overrides, budget, load_checkpoint(path), tmp)
                    for _ in range(1 if cls.exact_resume else 2)]
     for c in resumed:
         _expect(c.progress() == b.progress(), "load_state_dict did not restore progress()")
@@ -146,13 +147,15 @@ def _check_config_errors(cls: type[Trainer]) -> None:
 
 def _check_budget(cls: type[Trainer], target: str, overrides: dict[str, Any] | None) -> None:
     """A train_step stops where the budget ends, in every unit a budget may be given in."""
+    multiple = cls.budget_multiple(build(cls.Config, overrides or {}))
     for unit in cls.budget_units:
-        trainer = make_trainer(cls, target, overrides, budget=Budget(unit, 1))
+        trainer = make_trainer(cls, target, overrides, budget=Budget(unit, multiple))
         trainer.train_step()
         spent = trainer.progress()[unit]
         trainer.close()
-        _expect(spent == 1, f"with a budget of 1 {unit}, one train_step did {spent} {unit}; "
-                            "a train_step must stop where the budget ends (see budget_left())")
+        _expect(spent == multiple, f"with a budget of {multiple} {unit}, one train_step did "
+                                   f"{spent} {unit}; a train_step must stop where the budget "
+                                   "ends (see budget_left())")
 
 
 def _checked_step(trainer: Trainer) -> dict[str, float]:

@@ -104,6 +104,11 @@ class Trainer(ABC):
 
     # -- the budget -------------------------------------------------------------------
 
+    @classmethod
+    def budget_multiple(cls, cfg: Any) -> int:
+        """A budget must be a multiple of this (e.g. the number of envs stepped together)."""
+        return 1
+
     def budget_left(self) -> int:
         """How much of the budget is left, in the budget's unit; a train_step must not
         do more than this."""
@@ -126,6 +131,11 @@ class Trainer(ABC):
 
     def load_extra(self, directory: Path) -> None:  # noqa: B027
         """Read back what `save_extra` wrote, after `load_state_dict`."""
+
+    def networks(self) -> dict[str, tuple[Any, tuple[Any, ...]]]:
+        """Name -> (torch module, example inputs for one forward pass), for
+        ``gymkit run ... --summary``'s table of layers, output shapes and parameters."""
+        return {}
 
     def images(self) -> dict[str, np.ndarray]:
         """HWC uint8 images to log at each evaluation (value maps, sample grids)."""
