@@ -300,11 +300,10 @@ class QLearning(Agent):
         self.q = [[float(v) for v in row] for row in q]
         self.epsilon, self.alpha = float(state["epsilon"]), float(state["alpha"])
         self.steps, self.episodes = int(state["steps"]), int(state["episodes"])
-        self.obs, self.episode_done = int(state["obs"]), bool(state["episode_done"])
-        if not self.episode_done:
-            # Only the last train_step of a budget stops in mid-episode, and a fresh env
-            # cannot be put back there: a later call starts a new episode.
-            self.episode_done = True
+        self.obs = int(state["obs"])
+        # Only the last train_step of a budget stops in mid-episode, and a fresh env cannot
+        # be put back there: a later call starts a new episode either way.
+        self.episode_done = True
         set_python_rng_state(state["rng"], self.rng)
         set_numpy_rng_state(self.env.unwrapped.np_random, state["env_rng"])
 

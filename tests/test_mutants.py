@@ -11,13 +11,14 @@ import errno
 import io
 import json
 import math
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -26,17 +27,19 @@ import torch
 from rich.console import Console
 
 from agents.qlearning import QLearning, QLearningConfig
-from toolkit.checkpoint import load_checkpoint, save_checkpoint
+from toolkit.checkpoint import check_state, load_checkpoint, save_checkpoint
 from toolkit.config import (
     RunSettings,
     TrainerConfig,
     build,
     check_range,
+    coerce,
     load_yaml,
     param,
     parse_assignments,
+    split,
 )
-from toolkit.environments import EnvSource
+from toolkit.environments import EnvSource, resolve_env
 from toolkit.errors import CheckpointError, ConfigError, GymkitError, PluginError
 from toolkit.logger import RunLogger
 from toolkit.rundir import RunDir
@@ -117,8 +120,41 @@ def test_a_torch_file_with_python_objects_is_named_as_such(tmp_path: Path) -> No
     # refuses the file without naming an "Unsupported global".
     path = tmp_path / "set.pt"
     torch.save({"format": "gymkit-checkpoint", "q": {1, 2}}, path, pickle_protocol=5)
-    with pytest.raises(CheckpointError, match="holds Python objects that are not plain data"):
+    with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
+    assert str(info.value) == (
+        f"{path} holds Python objects that are not plain data, so it cannot be loaded safely; "
+        "the plugin that wrote it must keep its state_dict to tensors, numbers, strings, lists "
+        "and dicts")
+
+
+def test_a_corrupted_json_checkpoint_says_where_it_broke(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    path.write_text('{"format": "gymkit-checkpoint", "steps": ')
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == (f"{path} is corrupted (Expecting value: line 1 column 42 "
+                               "(char 41)); use another checkpoint or start a new run")
+
+
+def test_a_list_of_tensors_goes_to_a_torch_file_and_back(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "last.pt", {"weights": [torch.tensor(1.5)]})
+    assert path.read_bytes()[:1] != b"{"  # not JSON: JSON cannot hold a tensor
+    assert load_checkpoint(path)["weights"][0].item() == 1.5
+
+
+def test_every_checkpoint_records_its_format_version(tmp_path: Path) -> None:
+    plain = save_checkpoint(tmp_path / "plain.pt", {"steps": 1})
+    assert json.loads(plain.read_text())["format_version"] == 1
+    tensors = save_checkpoint(tmp_path / "tensors.pt", {"w": torch.zeros(1)})
+    assert torch.load(tensors, weights_only=True)["format_version"] == 1
+
+
+def test_torch_state_dicts_and_lists_are_checked_item_by_item() -> None:
+    check_state({"net": torch.nn.Linear(2, 2).state_dict()}, "checkpoint")  # an OrderedDict
+    with pytest.raises(CheckpointError) as info:
+        check_state({"q": [1, {1, 2}]}, "checkpoint")
+    assert str(info.value).startswith("checkpoint['q'][1] holds a set,")
 
 
 def test_a_checkpoint_without_a_format_version_loads_and_a_newer_one_is_refused(
@@ -132,6 +168,14 @@ def test_a_checkpoint_without_a_format_version_loads_and_a_newer_one_is_refused(
         load_checkpoint(newer)
     assert str(info.value) == (f"{newer} was written by a newer gymkit (format 2); "
                                "upgrade gymkit")
+
+
+def test_a_checkpoint_without_a_required_entry_is_refused_by_name(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "last.pt", {"trainer": {}})
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path, require=("trainer", "loop", "rng"))
+    assert str(info.value) == (f"{path} is incomplete (no 'loop', 'rng'); use another "
+                               "checkpoint or start a new run")
 
 
 def test_a_checkpoint_creates_the_folders_it_goes_in(tmp_path: Path) -> None:
@@ -277,6 +321,38 @@ def test_an_empty_assignment_is_an_empty_string() -> None:
     assert parse_assignments(["note=", "tag=  "]) == {"note": "", "tag": ""}
 
 
+def test_range_messages_for_open_upper_ends_and_missing_lower_ends() -> None:
+    holder = SimpleNamespace(x=1.0)
+    with pytest.raises(ConfigError) as info:
+        check_range(holder, "x", 0, 1, high_open=True)
+    assert str(info.value) == "x must be in [0, 1), got 1.0"
+    check_range(SimpleNamespace(x=0.5), "x", 0, 1, high_open=True)
+    with pytest.raises(ConfigError) as info:
+        check_range(SimpleNamespace(x=2), "x", high=1)
+    assert str(info.value) == "x must be in [-inf, 1], got 2"
+
+
+def test_build_lists_the_valid_keys_and_unions_may_put_none_first() -> None:
+    with pytest.raises(ConfigError) as info:
+        build(_Kinds, {"zzz": 2})
+    assert str(info.value).endswith(
+        "; valid keys: flag, count, name, sizes, pair, table, anything")
+    assert coerce("x", 3, None | int) == 3  # type: ignore[operator]
+    with pytest.raises(ConfigError) as info:
+        coerce("mode", "c", Literal["a", "b"])
+    assert str(info.value) == "mode must be one of a, b, got 'c'"
+
+
+def test_a_value_may_hold_equals_signs_and_text_that_is_not_yaml() -> None:
+    assert parse_assignments(["expr=a=b", "raw=[1, 2"]) == {"expr": "a=b", "raw": "[1, 2"}
+
+
+def test_an_unknown_key_lists_every_valid_key_of_every_class() -> None:
+    with pytest.raises(ConfigError) as info:
+        split({"zzz": 1}, _ScriptConfig, _ScriptConfig)
+    assert str(info.value) == "unknown config key 'zzz'; valid keys: stride, stride"
+
+
 @dataclass
 class _Kinds(TrainerConfig):
     flag: bool = param(False, "a switch")
@@ -408,6 +484,77 @@ def test_the_reported_td_error_is_the_mean_absolute_error_of_the_call() -> None:
     trainer.obs = 14
     metrics = trainer.train_step()
     assert trainer.steps == 1 and metrics["losses/td_error"] == pytest.approx(2.0)
+
+
+def test_a_new_trainer_is_at_the_start_of_an_episode_with_a_plain_flag() -> None:
+    assert make_trainer(QLearning, "frozenlake").state_dict()["episode_done"] is False
+
+
+def test_the_incompatibility_is_stated_in_full() -> None:
+    box = gym.spaces.Box(-1.0, 1.0, (2,))
+    assert QLearning.incompatibility(box, gym.spaces.Discrete(2)) == (
+        "needs Discrete observation and action spaces (a table row per state)")
+
+
+def test_a_unique_greedy_action_draws_no_random_number() -> None:
+    # Only a tie is broken at random; a unique best action leaves the RNG where it was,
+    # so the exploration that follows is the same as if no greedy step had happened.
+    trainer = make_trainer(QLearning, "frozenlake", {"epsilon": 0.0, "epsilon_min": 0.0})
+    assert isinstance(trainer, QLearning)
+    trainer.rng.seed(7)
+    trainer.rng.random()  # what _explore's epsilon test draws
+    expected = trainer.rng.getstate()
+    trainer.rng.seed(7)
+    assert trainer._explore([0.0, 2.0, 1.0, 0.5]) == 1
+    assert trainer.rng.getstate() == expected
+
+
+def test_the_exploring_policy_draws_an_action_per_env_even_unseeded() -> None:
+    trainer = make_trainer(QLearning, "frozenlake")
+    assert isinstance(trainer, QLearning)
+    trainer.epsilon = 1.0
+    policy = trainer.policy(deterministic=False)
+    actions = policy.act(np.zeros(64, dtype=np.int64), np.ones(64, dtype=bool))  # no reset
+    assert len(actions) == 64 and len(set(actions.tolist())) == 4
+
+
+def test_episode_metrics_and_td_error_are_means_over_the_call(chain: str) -> None:
+    # A 2-state chain: RIGHT from state 0 ends the episode with reward 1, so each greedy
+    # episode is one step long and returns 1. Q(0, RIGHT) starts at 3: TD errors 1 - 3 = -2,
+    # then (after Q += 0.1 * td) -1.8 and -1.62; the call reports their mean size.
+    source = EnvSource("chain", chain, {"n_states": 2, "n_actions": 2})
+    trainer = QLearning(QLearningConfig(epsilon=0.0, epsilon_min=0.0, steps_per_call=3), source,
+                        _context())
+    trainer.q[0] = [0.0, 3.0]
+    metrics = trainer.train_step()
+    assert (trainer.steps, trainer.episodes) == (3, 3)
+    assert metrics["charts/episodic_return"] == 1.0
+    assert metrics["charts/episodic_length"] == 1.0
+    assert metrics["losses/td_error"] == pytest.approx((2.0 + 1.8 + 1.62) / 3)
+
+
+def test_an_episode_budget_counts_episodes_not_steps() -> None:
+    # One episode a call: steps soon outnumber the 6 episodes of the budget, and a budget
+    # read in the wrong counter would stop training early.
+    budget = Budget("episodes", 6)
+    trainer = QLearning(QLearningConfig(steps_per_call=1), resolve_env("frozenlake")[0],
+                        TrainerContext("cpu", 0, budget))
+    for call in range(1, 7):
+        trainer.train_step()
+        assert trainer.episodes == call
+    assert trainer.steps > 6 and trainer.budget_left() == 0
+
+
+def test_a_budget_that_ends_in_mid_episode_leaves_a_plain_false_flag(chain: str) -> None:
+    # A 3-state chain walked greedily RIGHT: episodes of 2 steps. A 3-step budget ends one
+    # step into the second episode, after the reset that started it.
+    source = EnvSource("chain", chain, {"n_states": 3, "n_actions": 2})
+    trainer = QLearning(QLearningConfig(epsilon=0.0, epsilon_min=0.0), source,
+                        TrainerContext("cpu", 0, Budget("steps", 3)))
+    trainer.q = [[0.0, 1.0] for _ in range(3)]
+    trainer.train_step()
+    assert (trainer.steps, trainer.episodes) == (3, 1)
+    assert trainer.state_dict()["episode_done"] is False
 
 
 # -- runner.py: a scripted trainer makes every evaluation's score known in advance ---------------
@@ -666,6 +813,24 @@ def test_each_training_line_of_metrics_jsonl_carries_the_other_counters(tmp_path
     lines = [json.loads(line) for line in (result.rundir.path / "metrics.jsonl").open()]
     training = [line for line in lines if "losses/steps" in line]
     assert [(line["step"], line["calls"]) for line in training] == [(2, 1), (4, 2), (6, 3)]
+    assert set(training[0]) == {"step", "calls", "losses/steps"}
+
+
+def test_checkpoints_fall_on_each_multiple_of_checkpoint_every(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    saved: list[tuple[str, int]] = []
+    save = save_checkpoint
+
+    def spy(path: Path, payload: dict[str, Any]) -> Path:
+        saved.append((Path(path).stem, payload["trainer"]["steps"]))
+        return save(path, payload)
+
+    monkeypatch.setattr("toolkit.runner.save_checkpoint", spy)
+    runner = _runner(tmp_path, steps=6)
+    runner.settings = RunSettings(steps=6, eval_every=100, checkpoint_every=2,
+                                  checkpoint_every_s=0, eval_episodes=1, final_eval_episodes=1)
+    runner.run()
+    assert saved == [("last", 2), ("last", 4), ("last", 6), ("last", 6)]  # the last: the end
 
 
 class _Sleepy(_Scripted):
@@ -713,3 +878,184 @@ def test_a_periodic_checkpoint_records_the_time_trained_so_far(tmp_path: Path) -
 
     _runner(tmp_path, _Sleepy, steps=3000, stride=1000, every=1000, on_step=read_last).run()
     assert len(elapsed) == 1 and elapsed[0] >= 0.04  # two calls of at least 20 ms
+
+
+def test_an_os_error_other_than_a_full_disk_fails_the_run_with_its_traceback(
+        tmp_path: Path) -> None:
+    error = PermissionError(errno.EACCES, "Permission denied")
+    runner = _runner(tmp_path, on_step=_crash(error))
+    with pytest.raises(PermissionError) as info:
+        runner.run()
+    assert info.value is error
+    summary = json.loads(runner.rundir.summary_path.read_text())
+    assert summary["status"] == "failed"
+    assert summary["error"] == "PermissionError: [Errno 13] Permission denied"
+    assert (runner.rundir.path / "traceback.txt").read_text().splitlines()[-1] == \
+        "PermissionError: [Errno 13] Permission denied"
+
+
+def test_a_second_ctrl_c_in_mid_step_leaves_an_interrupted_run_that_points_to_last_pt(
+        tmp_path: Path) -> None:
+    runner = _runner(tmp_path, on_step=_crash(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        runner.run()
+    summary = json.loads(runner.rundir.summary_path.read_text())
+    assert summary["status"] == "interrupted"
+    assert summary["error"] == "stopped at once; resume continues from the last checkpoint"
+
+
+def test_the_hyperparameter_table_holds_the_run_settings_and_the_plugin_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tables: list[dict[str, Any]] = []
+    monkeypatch.setattr(RunLogger, "hparams", lambda self, table: tables.append(table))
+    runner = _runner(tmp_path, stride=2)
+    runner.run()
+    assert len(tables) == 1 and set(tables[0]) == {"run", "scripted"}
+    assert tables[0]["run"] == runner.settings.to_dict()
+    assert tables[0]["scripted"] == {"stride": 2}
+
+
+def test_an_error_closing_the_logs_of_a_completed_run_is_raised(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def close(self: RunLogger) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(RunLogger, "close", close)
+    with pytest.raises(OSError, match="Input/output error"):
+        _runner(tmp_path).run()
+
+
+def test_a_resumed_run_counts_the_time_trained_before_it(tmp_path: Path) -> None:
+    def stop_at_2(runner: Runner) -> None:
+        if runner.trainer.progress()["steps"] >= 2:
+            runner.request_stop()
+
+    first = _runner(tmp_path, _Sleepy, steps=4, on_step=stop_at_2)
+    first.run()
+    checkpoint = load_checkpoint(first.rundir.checkpoint("last"))
+    before = checkpoint["loop"]["elapsed"]
+    summary = json.loads(first.rundir.summary_path.read_text())
+    first.rundir.write_summary({**summary, "started_at": "2020-01-02T03:04:05+00:00"})
+    assert 0.04 <= before < 60  # two calls of at least 20 ms
+    settings = first.settings
+    trainer = _Sleepy(_ScriptConfig(), None, TrainerContext("cpu", 0, Budget("steps", 4)))
+    started = time.perf_counter()
+    result = Runner(trainer, settings, first.rundir, first.spec, quiet=True).run(checkpoint)
+    resumed_for = time.perf_counter() - started
+    assert before < result.summary["wall_time_s"] <= before + resumed_for
+    assert result.summary["started_at"] == "2020-01-02T03:04:05+00:00"  # kept from the first
+    final = load_checkpoint(first.rundir.checkpoint("last"))["loop"]["elapsed"]
+    assert before < final <= result.summary["wall_time_s"]
+
+
+def test_the_first_checkpoint_and_only_the_first_is_read_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[tuple[str, tuple[str, ...]]] = []
+
+    def spy(path: Path, *, require: tuple[str, ...] = ()) -> dict[str, Any]:
+        reads.append((Path(path).name, require))
+        return load_checkpoint(path, require=require)
+
+    monkeypatch.setattr("toolkit.runner.load_checkpoint", spy)
+    _runner(tmp_path, steps=4, every=1).run()
+    verified = [read for read in reads if read[1]]
+    assert verified == [("last.pt", ("spec", "trainer", "loop", "rng"))]
+
+
+def test_only_last_pt_restarts_the_clock_of_checkpoints_by_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every step scores better, so best.pt is written every step; each step takes 5 fake
+    # seconds, and last.pt is due every 10 s: at step 3 (10 s after the start, exactly on
+    # time) and step 5, then at the end. A best.pt that restarted the clock would stop those.
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(time, "monotonic", lambda: clock.now)
+    monkeypatch.setattr(_Scripted, "script", {k: 10.0 - k for k in range(1, 7)})
+    saved: list[tuple[str, int]] = []
+    save = save_checkpoint
+
+    def spy(path: Path, payload: dict[str, Any]) -> Path:
+        saved.append((Path(path).stem, payload["trainer"]["steps"]))
+        return save(path, payload)
+
+    def tick(runner: Runner) -> None:
+        clock.now += 5.0
+
+    monkeypatch.setattr("toolkit.runner.save_checkpoint", spy)
+    runner = _runner(tmp_path, steps=6, every=1, on_step=tick)
+    runner.settings = RunSettings(steps=6, eval_every=1, checkpoint_every=100,
+                                  checkpoint_every_s=10, eval_episodes=1, final_eval_episodes=1)
+    runner.run()
+    assert [step for which, step in saved if which == "last"] == [3, 5, 6]
+    assert [step for which, step in saved if which == "best"] == [1, 2, 3, 4, 5]
+
+
+class _SignalsWhileBestLoads(_Scripted):
+    script: ClassVar[dict[int, float]] = {1: 1.0, 2: 3.0}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if state["steps"] == 1:  # best.pt, loaded for its final evaluation
+            signal.raise_signal(signal.SIGINT)
+
+
+def test_a_signal_between_the_two_final_evaluations_stops_the_run_cleanly(
+        tmp_path: Path) -> None:
+    result = _runner(tmp_path, _SignalsWhileBestLoads, steps=2).run()
+    assert result.interrupted and result.signal == signal.SIGINT
+    assert result.summary["status"] == "interrupted"
+    assert result.rundir.checkpoint("last").is_file()
+
+
+def test_the_progress_bar_names_the_plugin_and_shows_by_default(tmp_path: Path) -> None:
+    out = io.StringIO()
+    settings = RunSettings(steps=3, eval_every=10, checkpoint_every=10, checkpoint_every_s=0,
+                           final_eval_episodes=1)
+    trainer = _Scripted(_ScriptConfig(), None, TrainerContext("cpu", 0, Budget("steps", 3)))
+    Runner(trainer, settings, RunDir.create(tmp_path, "scripted", "script", 0),
+           {"kind": "generative", "plugin": "scripted", "target": "script", "config": {}},
+           console=Console(file=out, width=100)).run()
+    assert "scripted" in out.getvalue() and "3/3 steps" in out.getvalue()
+
+
+class _StopsInFinalEvaluation(_Scripted):
+    runner: ClassVar[Runner | None] = None
+
+    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
+        if self.steps == 2 and self.runner is not None:
+            self.runner.request_stop()
+        return super().evaluate(episodes, seed)
+
+
+def test_resuming_a_run_whose_training_was_done_shows_a_full_bar(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_StopsInFinalEvaluation, "script", {1: 1.0, 2: 3.0})
+    first = _runner(tmp_path, _StopsInFinalEvaluation, steps=2, every=1)
+    monkeypatch.setattr(_StopsInFinalEvaluation, "runner", first)
+    assert first.run().interrupted
+    monkeypatch.setattr(_StopsInFinalEvaluation, "runner", None)
+    out = io.StringIO()
+    trainer = _Scripted(_ScriptConfig(), None, TrainerContext("cpu", 0, Budget("steps", 2)))
+    result = Runner(trainer, first.settings, first.rundir, first.spec, quiet=False,
+                    console=Console(file=out, width=100)).run(
+        load_checkpoint(first.rundir.checkpoint("last")))
+    assert result.summary["status"] == "completed"
+    bar = out.getvalue()
+    assert "2/2 steps" in bar and "scripted" in bar
+    assert "None" not in bar and "XX" not in bar
+
+
+def test_a_signal_during_training_finishes_the_step_and_stops_cleanly(tmp_path: Path) -> None:
+    def signal_at_2(runner: Runner) -> None:
+        if runner.trainer.progress()["steps"] == 2:
+            signal.raise_signal(signal.SIGTERM)
+
+    result = _runner(tmp_path, steps=4, on_step=signal_at_2).run()
+    assert result.interrupted and result.signal == signal.SIGTERM
+    assert result.summary["progress"] == {"steps": 2, "calls": 2}
+    assert load_checkpoint(result.rundir.checkpoint("last"))["trainer"]["steps"] == 2
+
+
+def test_the_last_checkpoint_at_the_end_records_the_time_trained(tmp_path: Path) -> None:
+    result = _runner(tmp_path, _Sleepy, steps=2, every=100).run()  # no periodic checkpoint
+    elapsed = load_checkpoint(result.rundir.checkpoint("last"))["loop"]["elapsed"]
+    assert 0.04 <= elapsed <= result.summary["wall_time_s"]  # two calls of at least 20 ms

@@ -171,7 +171,7 @@ class Runner:
             self._save("last", state, logger, started)
             if self._stop_signal is not None:
                 return self._stopped(state, started)
-            finals = self._final_evaluations(logger, state)
+            finals = self._final_evaluations(logger)
             if finals is None:
                 return self._stopped(state, started)
         summary = self._write_summary("completed", state, started, finals=finals)
@@ -227,8 +227,7 @@ class Runner:
                 state.best = score
                 self._save("best", state, logger, None)
 
-    def _final_evaluations(self, logger: RunLogger, state: LoopState
-                           ) -> dict[str, dict[str, float]] | None:
+    def _final_evaluations(self, logger: RunLogger) -> dict[str, dict[str, float]] | None:
         """The final evaluation of last.pt, and of best.pt on the same fresh episodes (from
         the same global RNG state); None when a signal abandoned them."""
         episodes = self.settings.final_eval_episodes
