@@ -127,6 +127,14 @@ def td_target(rewards: torch.Tensor, terminated: torch.Tensor, next_q_target: to
     return rewards + gamma * (1.0 - terminated) * next_value
 
 
+def _check_version(state: dict[str, Any]) -> None:
+    version = state.get("version")
+    if version != STATE_VERSION:
+        raise CheckpointError(f"this checkpoint holds dqn state version {version}, and this "
+                              f"gymkit reads version {STATE_VERSION}; use it with the gymkit "
+                              "that wrote it")
+
+
 class QNetwork(nn.Module):
     """Encoder, then a linear Q head, or a dueling head: Q = V + A - mean(A)."""
 
@@ -215,7 +223,10 @@ class DQN(Agent):
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(self.q_net.parameters(),
                                                                     lr=cfg.learning_rate)
         else:
-            self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.learning_rate)
+            # The fused kernel updates all parameters in one call, where torch's default on
+            # the CPU loops over them in Python.
+            self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.learning_rate,
+                                              fused=self.device.type in ("cpu", "cuda"))
         assert obs_space.shape is not None
         self.buffer = ReplayBuffer(cfg.buffer_size, obs_space.shape, obs_space.dtype,
                                    device=self.device)
@@ -337,12 +348,15 @@ class DQN(Agent):
             "rng": numpy_rng_state(self.rng),
         }
 
+    def policy_state_dict(self) -> dict[str, Any]:
+        return {"version": STATE_VERSION, "q_net": self.q_net.state_dict()}
+
+    def load_policy_state_dict(self, state: dict[str, Any]) -> None:
+        _check_version(state)
+        self.q_net.load_state_dict(state["q_net"])
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        version = state.get("version")
-        if version != STATE_VERSION:
-            raise CheckpointError(f"this checkpoint holds dqn state version {version}, and this "
-                                  f"gymkit reads version {STATE_VERSION}; resume it with the "
-                                  "gymkit that wrote it")
+        _check_version(state)
         self.q_net.load_state_dict(state["q_net"])
         self.target_net.load_state_dict(state["target_net"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -224,3 +224,13 @@ def test_check_plugin_applies_the_registration_checks() -> None:
 
     with pytest.raises(PluginContractError, match="field 'episodes' has the name of a run setting"):
         check_plugin(Named, "taxi")
+
+
+class PolicyStateGoesNowhere(QLearning):
+    def load_policy_state_dict(self, state: dict[str, Any]) -> None:
+        pass  # best.pt would load as an untrained table
+
+
+def test_check_plugin_catches_a_policy_state_that_does_not_restore_the_policy() -> None:
+    with pytest.raises(PluginContractError, match="through load_policy_state_dict"):
+        check_plugin(PolicyStateGoesNowhere, "taxi", overrides={"steps_per_call": 200})

@@ -375,7 +375,7 @@ def evaluate(
     rundir, prepared = launch.rebuild(run_dir)
     trainer = prepared.trainer
     state = load_checkpoint(rundir.checkpoint(checkpoint), require=("trainer",))["trainer"]
-    trainer.load_state_dict(state)
+    trainer.load_policy_state_dict(state)
     try:
         if render is not None or video is not None:
             mode = render.value if render else "rgb_array"

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import errno
 import math
+import shutil
 import signal
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
@@ -31,7 +33,7 @@ from rich.table import Column
 
 from toolkit.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.config import RunSettings
-from toolkit.errors import GymkitError
+from toolkit.errors import CheckpointError, GymkitError
 from toolkit.logger import RunLogger
 from toolkit.plugin_checks import check_metrics
 from toolkit.rundir import RunDir
@@ -43,6 +45,8 @@ from toolkit.trainer import Trainer
 PERIODIC_EVAL_SEED = 1_000_003
 FINAL_EVAL_SEED = 2_000_003
 TRACEBACK_FILE = "traceback.txt"
+#: Folders of a trainer's big state (`Trainer.save_extra`), one per last.pt, named in it.
+EXTRA_PREFIX = "last-extra-"
 #: Top-level keys of a run checkpoint, checked when one is loaded.
 CHECKPOINT_KEYS = ("spec", "trainer", "loop", "rng")
 
@@ -120,6 +124,7 @@ class Runner:
             resume_step = None
         else:
             self.trainer.load_state_dict(checkpoint["trainer"])
+            self._load_extra(checkpoint.get("extra"))
             set_global_rng_state(checkpoint["rng"])
             state = LoopState(**checkpoint["loop"])
             resume_step = self.trainer.progress()[unit]
@@ -242,10 +247,11 @@ class Runner:
         best_path = self.rundir.checkpoint("best")
         if best_path.is_file():
             last_state = load_checkpoint(self.rundir.checkpoint("last"))["trainer"]
-            self.trainer.load_state_dict(load_checkpoint(best_path)["trainer"])
+            self.trainer.load_policy_state_dict(load_checkpoint(best_path)["trainer"])
             set_global_rng_state(rng)
             best = self._abandonable(lambda: self._evaluate(episodes, FINAL_EVAL_SEED))
-            self.trainer.load_state_dict(last_state)  # what the summary and panels describe
+            # What the summary and panels describe: the last policy.
+            self.trainer.load_policy_state_dict(last_state)
             if best is None:
                 return None
             finals["best"] = best
@@ -269,19 +275,48 @@ class Runner:
             state.elapsed = time.perf_counter() - started
         logger.flush()
         state.metric_lines = logger.metric_lines
-        path = save_checkpoint(self.rundir.checkpoint(which), {
-            "spec": self.spec,
-            "trainer": self.trainer.state_dict(),
-            "loop": asdict(state),
-            "rng": global_rng_state(),
-        })
+        payload: dict[str, Any] = {"spec": self.spec, "loop": asdict(state),
+                                   "rng": global_rng_state()}
         if which == "last":
+            payload["trainer"] = self.trainer.state_dict()
+            payload["extra"] = self._save_extra()
+        else:  # best.pt: what acting needs, not the optimizer and buffers
+            payload["trainer"] = self.trainer.policy_state_dict()
+        path = save_checkpoint(self.rundir.checkpoint(which), payload)
+        if which == "last":
+            self._drop_extras(keep=payload["extra"])
             self._last_checkpoint_time = time.monotonic()
         if not self._checkpoint_verified:
             # A state_dict that saves but cannot be loaded would lose the whole run: read the
             # first checkpoint back while the run can still stop with a clear error.
             load_checkpoint(path, require=CHECKPOINT_KEYS)
             self._checkpoint_verified = True
+
+    def _save_extra(self) -> str | None:
+        """Let the trainer write its big state into a fresh folder next to last.pt; the
+        folder's name, or None when it wrote nothing."""
+        folder = self.rundir.checkpoint("last").parent / f"{EXTRA_PREFIX}{uuid.uuid4().hex[:12]}"
+        folder.mkdir(parents=True)
+        self.trainer.save_extra(folder)
+        if any(folder.iterdir()):
+            return folder.name
+        folder.rmdir()
+        return None
+
+    def _drop_extras(self, keep: str | None) -> None:
+        """Delete the folders of earlier last.pt files, now that a new one is written."""
+        for folder in self.rundir.checkpoint("last").parent.glob(f"{EXTRA_PREFIX}*"):
+            if folder.name != keep:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _load_extra(self, name: str | None) -> None:
+        if name is None:
+            return
+        folder = self.rundir.checkpoint("last").parent / name
+        if not folder.is_dir():
+            raise CheckpointError(f"checkpoints/last.pt refers to checkpoints/{name}, which is "
+                                  "missing; the run cannot resume without it")
+        self.trainer.load_extra(folder)
 
     def _stopped(self, state: LoopState, started: float) -> RunResult:
         summary = self._write_summary("interrupted", state, started)

@@ -73,7 +73,7 @@ def check_plugin(cls: type[Trainer], target: str, *, overrides: dict[str, Any] |
     _check_budget(cls, target, overrides)
     a = make_trainer(cls, target, overrides, budget=budget)
     history_a = [_checked_step(a) for _ in range(2 * steps)]
-    _check_evaluate(a)
+    _check_evaluate(a, target, overrides)
 
     b = make_trainer(cls, target, overrides, budget=budget)
     history_b = [_checked_step(b) for _ in range(steps)]
@@ -172,7 +172,7 @@ def _checked_step(trainer: Trainer) -> dict[str, float]:
     return metrics
 
 
-def _check_evaluate(trainer: Trainer) -> None:
+def _check_evaluate(trainer: Trainer, target: str, overrides: dict[str, Any] | None) -> None:
     try:
         result = check_metrics(trainer.evaluate(3, 12345), type(trainer).__name__, "evaluate",
                                prefix="eval/")
@@ -183,10 +183,10 @@ def _check_evaluate(trainer: Trainer) -> None:
     for tag, value in result.items():
         _expect(math.isfinite(value), f"evaluate() returned {tag!r} = {value!r}, not finite")
     if isinstance(trainer, Agent):
-        _check_policy(trainer)
+        _check_policy(trainer, target, overrides)
 
 
-def _check_policy(agent: Agent) -> None:
+def _check_policy(agent: Agent, target: str, overrides: dict[str, Any] | None) -> None:
     """Both policies act in the action space for a batch of observations, and the
     deterministic one acts the same after a reset."""
     envs = agent.source.make_vector(2)
@@ -207,6 +207,26 @@ def _check_policy(agent: Agent) -> None:
         _expect(np.array_equal(greedy[0], greedy[1]), "the deterministic policy chose other "
                                                       "actions for the same observations after "
                                                       "another reset")
+        fresh = make_trainer(type(agent), target, overrides, seed=1)
+        assert isinstance(fresh, Agent)
+        try:
+            fresh.load_policy_state_dict(agent.policy_state_dict())
+            many = agent.source.make_vector(16)
+            try:
+                many_obs, _ = many.reset(seed=0)
+            finally:
+                many.close()
+            starts = np.ones(16, dtype=bool)
+            acts = []
+            for trainer in (agent, fresh):
+                policy = trainer.policy(deterministic=True)
+                policy.reset(16, seed=0)
+                acts.append(np.asarray(policy.act(many_obs, starts)))
+            _expect(np.array_equal(acts[0], acts[1]),
+                    "a trainer given policy_state_dict() through load_policy_state_dict() acts "
+                    "otherwise: best.pt would not hold the policy")
+        finally:
+            fresh.close()
     finally:
         envs.close()
 

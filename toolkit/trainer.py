@@ -102,6 +102,15 @@ class Trainer(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned."""
 
+    def policy_state_dict(self) -> dict[str, Any]:
+        """What acting needs (the networks the policy uses): all that ``best.pt`` holds.
+        A subset of `state_dict`'s keys; the default is the whole state."""
+        return self.state_dict()
+
+    def load_policy_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `policy_state_dict` returned (or a whole `state_dict`)."""
+        self.load_state_dict(state)
+
     # -- the budget -------------------------------------------------------------------
 
     @classmethod
