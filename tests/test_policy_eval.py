@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -210,3 +212,45 @@ class _ImageEnv(gym.Env):
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
         return self.np_random.integers(0, 256, (6, 5, 3), dtype=np.uint8), 0.0, False, False, {}
+
+
+# -- --device auto for agents -------------------------------------------------------------
+
+
+def test_auto_keeps_agents_on_vector_observations_on_the_cpu() -> None:
+    from toolkit.launch import auto_agent_device
+
+    device, note = auto_agent_device("cuda", EnvSource("cart", "CartPole-v1"))
+    assert device == "cpu"
+    assert note is not None and "chose the CPU over cuda" in note and "--device cuda" in note
+    assert auto_agent_device("cpu", EnvSource("cart", "CartPole-v1")) == ("cpu", None)
+    gym.register("gymkit-test/Image-v0", entry_point=_ImageEnv, max_episode_steps=5)
+    try:
+        assert auto_agent_device("cuda:1", EnvSource("img", "gymkit-test/Image-v0")) == (
+            "cuda:1", None)
+    finally:
+        gym.registry.pop("gymkit-test/Image-v0")
+
+
+def test_the_summary_says_why_auto_chose_the_cpu(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from toolkit import launch
+
+    monkeypatch.setattr(launch, "resolve_device", lambda name, uses_torch=True: "cuda")
+    prepared = launch.prepare("agent", "cartpole", "dqn", flags={"steps": 200},
+                              assignments=["learning_starts=1000", "final_eval_episodes=1",
+                                           "hidden=[8]"])
+    assert prepared.trainer.ctx.device == "cpu"
+    runner = launch.start(prepared, tmp_path, quiet=True)
+    summary = runner.run().summary
+    runner.trainer.close()
+    assert "chose the CPU over cuda" in summary["device_note"]
+    import io
+
+    from rich.console import Console
+
+    from toolkit.report import render_summary
+
+    out = io.StringIO()
+    render_summary(Console(file=out, width=200), summary, runner.trainer)
+    assert "device" in out.getvalue() and "chose the CPU over cuda" in out.getvalue()

@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 from rich.console import Console
 
 from toolkit import config as cfgs
@@ -158,10 +159,33 @@ def _build(cls: type[Trainer], cfg: cfgs.TrainerConfig, settings: cfgs.RunSettin
     seed_everything(settings.seed)
     if spec["kind"] == "agent":
         source: Any = EnvSource.from_dict(spec["env"])
+        if settings.device == "auto":
+            device, note = auto_agent_device(device, source)
+            if note is not None:
+                spec["device_note"] = note
     else:
         source = DATASETS.get(spec["dataset"])()
     unit, amount = settings.budget()
     return cls(cfg, source, TrainerContext(device, settings.seed, Budget(unit, amount), run_dir))
+
+
+def auto_agent_device(device: str, source: EnvSource) -> tuple[str, str | None]:
+    """What ``--device auto`` means for an agent: with a GPU, pixel agents use it, and agents
+    on vector observations stay on the CPU, where small networks usually run faster (a
+    batch of a few envs costs more in transfers and kernel launches than in arithmetic).
+    Returns the device and, when auto chose the CPU over a GPU, why."""
+    if device == "cpu":
+        return device, None
+    env = source.make(record_stats=False)
+    try:
+        space = env.observation_space
+    finally:
+        env.close()
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 3:
+        return device, None
+    return "cpu", (f"--device auto chose the CPU over {device}: {source.id}'s observations "
+                   "are not images, and small networks usually run faster on the CPU; pass "
+                   f"--device {device} to use the GPU")
 
 
 def start(prepared: Prepared, runs_dir: str | Path = "runs", *, console: Console | None = None,

@@ -80,6 +80,8 @@ def render_summary(console: Console, summary: dict[str, Any], trainer: Trainer) 
             rows.append((key.replace("_", " "),
                          f"{summary[key]:.4f} (value iteration on the env's transition table, "
                          f"{horizon}-step limit)"))
+    if "device_note" in summary:
+        rows.append(("device", escape(summary["device_note"])))
     # Text, not markup: a path is shown exactly as it is, brackets and all.
     rows.append(("run directory", Text(str(summary["run_dir"]))))
     rows.append(("tensorboard", Text(f"gymkit tensorboard {Path(summary['run_dir']).parent}")))

@@ -364,6 +364,8 @@ class Runner:
             summary.update(self.trainer.summary())
         if error is not None:
             summary["error"] = error
+        if "device_note" in self.spec:
+            summary["device_note"] = self.spec["device_note"]
         self.rundir.write_summary(summary)
         return summary
 
