@@ -78,6 +78,8 @@ class RunSettings(BaseConfig):
     eval_every: int = param(10_000, "evaluate every N steps (epochs for generative trainers)")
     eval_episodes: int = param(100, "episodes per periodic evaluation")
     final_eval_episodes: int = param(1_000, "episodes in the evaluation at the end of training")
+    log_every: int = param(1, "log training metrics every N steps (or epochs), averaged "
+                              "over the train steps in between")
     checkpoint_every: int = param(50_000, "write checkpoints/last.pt every N steps (or epochs)")
     checkpoint_every_s: float = param(600.0, "also write checkpoints/last.pt when this many "
                                       "seconds have passed since the last one (0: never)")
@@ -90,7 +92,7 @@ class RunSettings(BaseConfig):
                 raise ConfigError(f"{name} must be positive, got {value}")
         check_range(self, "seed", low=0, high=MAX_SEED)
         check_range(self, "checkpoint_every_s", low=0)
-        for name in ("eval_every", "eval_episodes", "final_eval_episodes",
+        for name in ("eval_every", "eval_episodes", "final_eval_episodes", "log_every",
                      "checkpoint_every", "threads"):
             check_range(self, name, low=1)
         if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", self.device):

@@ -35,10 +35,24 @@ TAG_PREFIXES = ("charts/", "losses/", "eval/", "time/", "samples/", "images/", "
 WALL_CLOCK_PREFIX = "time/"
 
 
+def _wait_for_a_later_second(log_dir: Path) -> None:
+    """TensorBoard reads a directory's event files in the order of their names, which start
+    with the second the file was made in and end with a per-process counter compared as
+    text ("10" before "9"). A resumed run's file made in the same second as the run's last
+    one could be read first, its events before the earlier ones: wait (a second at most)
+    until the clock has passed the newest file's second."""
+    seconds = [int(parts[3]) for path in log_dir.glob("events.out.tfevents.*")
+               if len(parts := path.name.split(".")) > 3 and parts[3].isdigit()]
+    if seconds:
+        while time.time() < max(seconds) + 1:
+            time.sleep(0.01)
+
+
 class EventWriter:
     """A TensorBoard event file: scalars, HWC uint8 images and markdown text."""
 
     def __init__(self, log_dir: Path, *, purge_step: int | None = None) -> None:
+        _wait_for_a_later_second(log_dir)
         self._file = EventFileWriter(str(log_dir))
         if purge_step is not None:
             # TensorBoard drops every event at or after `purge_step` that an earlier writer

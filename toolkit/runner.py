@@ -22,7 +22,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from types import FrameType
 from typing import Any
@@ -60,6 +60,12 @@ class LoopState:
     best: float | None = None
     metric_lines: int = 0
     elapsed: float = 0.0
+    #: When training metrics are next logged (0: at the next call; checkpoints from before
+    #: `log_every` existed lack it).
+    next_log: int = 0
+    #: Metrics of the train steps since the last log, per tag: a checkpoint keeps them, so
+    #: that a resumed run logs the same averages at the same counts as an uninterrupted one.
+    pending: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -120,7 +126,8 @@ class Runner:
         unit = self.trainer.progress_unit
         if checkpoint is None:
             state = LoopState(next_eval=self.settings.eval_every,
-                              next_checkpoint=self.settings.checkpoint_every)
+                              next_checkpoint=self.settings.checkpoint_every,
+                              next_log=self.settings.log_every)
             resume_step = None
         else:
             self.trainer.load_state_dict(checkpoint["trainer"])
@@ -185,6 +192,11 @@ class Runner:
     def _loop(self, state: LoopState, logger: RunLogger, started: float) -> None:
         unit = self.trainer.progress_unit
         every_s = self.settings.checkpoint_every_s
+        # A train_step may be short: metrics are averaged over the calls between two logs
+        # (every `log_every` units, before each evaluation and at the end of the budget), so
+        # that the runner's cost per call stays small. Where they are logged depends on the
+        # counters alone, never on when a checkpoint or a signal came.
+        pending = state.pending
         with self._progress() as bar:
             task = bar.add_task(self.spec["plugin"], total=self.budget, completed=self._spent(),
                                 info="")
@@ -192,18 +204,29 @@ class Runner:
             while self._spent() < self.budget and self._stop_signal is None:
                 metrics = check_metrics(self.trainer.train_step(), self.spec["plugin"],
                                         "train_step")
+                for tag, value in metrics.items():
+                    pending.setdefault(tag, []).append(value)
                 counters = self.trainer.progress()
-                now = time.perf_counter()
-                metrics["time/SPS"] = (counters[unit] - last_count) / max(now - last_time, 1e-9)
-                last_time, last_count = now, counters[unit]
-                logger.scalars(counters[unit], metrics, extra=_other_counters(counters, unit))
                 # The final evaluation replaces a periodic one due on the last step.
-                if counters[unit] >= state.next_eval and self._spent() < self.budget:
-                    self._periodic_evaluation(logger, state)
-                    state.next_eval = _next_multiple(counters[unit], self.settings.eval_every)
+                eval_due = counters[unit] >= state.next_eval and self._spent() < self.budget
                 since = time.monotonic() - self._last_checkpoint_time
                 due_by_time = every_s > 0 and since >= every_s
-                if counters[unit] >= state.next_checkpoint or due_by_time:
+                checkpoint_due = counters[unit] >= state.next_checkpoint or due_by_time
+                if (counters[unit] >= state.next_log or eval_due
+                        or self._spent() >= self.budget):
+                    now = time.perf_counter()
+                    logged = {tag: sum(values) / len(values) for tag, values in pending.items()}
+                    logged["time/SPS"] = (counters[unit] - last_count) / max(now - last_time,
+                                                                             1e-9)
+                    last_time, last_count = now, counters[unit]
+                    logger.scalars(counters[unit], logged,
+                                   extra=_other_counters(counters, unit))
+                    pending.clear()
+                    state.next_log = _next_multiple(counters[unit], self.settings.log_every)
+                if eval_due:
+                    self._periodic_evaluation(logger, state)
+                    state.next_eval = _next_multiple(counters[unit], self.settings.eval_every)
+                if checkpoint_due:
                     if counters[unit] >= state.next_checkpoint:
                         state.next_checkpoint = _next_multiple(counters[unit],
                                                                self.settings.checkpoint_every)

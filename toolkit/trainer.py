@@ -169,7 +169,8 @@ class Agent(Trainer):
 
     kind: ClassVar[str] = "agent"
     budget_units: ClassVar[tuple[str, ...]] = ("steps", "episodes")
-    default_run: ClassVar[dict[str, Any]] = {"eval_every": 10_000, "checkpoint_every": 50_000}
+    default_run: ClassVar[dict[str, Any]] = {"eval_every": 10_000, "checkpoint_every": 50_000,
+                                             "log_every": 1_000}
     #: Envs that an evaluation plays side by side. Results do not depend on it: episode k
     #: of an evaluation starts from its own seed whichever env plays it.
     eval_envs: ClassVar[int] = 8
