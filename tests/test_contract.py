@@ -22,11 +22,17 @@ from toolkit.trainer import Budget
 
 #: Envs whose episodes start in random states: a trainer that loses env state on resume
 #: shows it there, where a fixed start state (FrozenLake) hides it.
-RANDOM_START_ENVS = {"qlearning": "taxi", "dqn": "cartpole"}
+RANDOM_START_ENVS = {"qlearning": "taxi", "dqn": "cartpole", "sb3-dqn": "cartpole",
+                     "sb3-a2c": "cartpole", "sb3-ppo": "cartpole"}
 #: Settings that make a few train_steps short, and reach the learning updates.
 CONTRACT_OVERRIDES: dict[str, dict[str, Any]] = {
     "qlearning": {"steps_per_call": 200},
     "dqn": {"steps_per_call": 64, "learning_starts": 32, "batch_size": 16, "hidden": [16]},
+    "sb3-dqn": {"hyperparams": {"learning_starts": 16, "train_freq": 4, "batch_size": 8},
+                "steps_per_call": 32, "net_arch": [16]},
+    "sb3-a2c": {"hyperparams": {"n_steps": 8}, "steps_per_call": 16, "net_arch": [16]},
+    "sb3-ppo": {"hyperparams": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
+                "steps_per_call": 32, "net_arch": [16]},
 }
 
 

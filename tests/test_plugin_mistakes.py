@@ -150,9 +150,11 @@ def test_only_agents_that_fit_the_env_are_suggested() -> None:
     assert code == 2
     line = _one_error_line(out)
     assert "default agent 'no-such-agent' is not available" in line
-    assert "pass --algo (one of: dqn)" in line  # qlearning needs Discrete observations
+    # qlearning needs Discrete observations
+    assert "pass --algo (one of: dqn, sb3-a2c, sb3-dqn, sb3-ppo)" in line
     code, out = invoke("run", "agent", "Taxi-v4")
-    assert "pass --algo (one of: dqn, qlearning)" in _one_error_line(out)
+    assert "pass --algo (one of: dqn, qlearning, sb3-a2c, sb3-dqn, sb3-ppo)" in \
+        _one_error_line(out)
 
 
 def test_a_folder_that_shadows_a_builtin_package_is_named(tmp_path: Path) -> None:

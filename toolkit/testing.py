@@ -100,7 +100,11 @@ def check_plugin(cls: type[Trainer], target: str, *, overrides: dict[str, Any] |
         if not cls.exact_resume:
             _expect(_equal(c.state_dict(), state), "state_dict() right after load_state_dict "
                                                    "differs from the state that was loaded")
-    histories = [[_checked_step(c) for _ in range(steps)] for c in resumed]
+    histories = []
+    for c in resumed:
+        # Each continues from the global RNG states of the checkpoint, as a resumed run would.
+        set_global_rng_state(saved["rng"])
+        histories.append([_checked_step(c) for _ in range(steps)])
     if cls.exact_resume:
         _expect_same(histories[0], history_a[steps:], "a trainer resumed from a checkpoint "
                      "reported other metrics than an uninterrupted one", offset=steps)
