@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,7 +43,7 @@ from toolkit.config import TrainerConfig, check_range, param
 from toolkit.environments import EnvSource
 from toolkit.errors import CheckpointError, ConfigError, IncompatibleEnvError
 from toolkit.nets import make_encoder, resolve_kind
-from toolkit.policy import Policy
+from toolkit.policy import Policy, epsilon_greedy
 from toolkit.seeding import numpy_rng_state, set_numpy_rng_state
 from toolkit.trainer import Agent, TrainerContext
 from toolkit.vector import finished_episodes, true_next_obs
@@ -161,6 +162,11 @@ class QNetwork(nn.Module):
         return q
 
 
+def greedy_actions(q_net: QNetwork, obs: np.ndarray, device: torch.device) -> np.ndarray:
+    with torch.inference_mode():
+        return q_net(torch.as_tensor(obs, device=device)).argmax(dim=1).cpu().numpy()
+
+
 class GreedyPolicy(Policy):
     """argmax_a Q(s, a), or a random action with probability epsilon."""
 
@@ -174,14 +180,10 @@ class GreedyPolicy(Policy):
             self.rng = np.random.default_rng(seed)
 
     def act(self, obs: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            q = self.q_net(torch.as_tensor(obs, device=self.device))
-        actions = q.argmax(dim=1).cpu().numpy()
-        if self.epsilon > 0:
-            explore = self.rng.random(len(actions)) < self.epsilon
-            actions = np.where(explore, self.rng.integers(self.n_actions, size=len(actions)),
-                               actions)
-        return actions
+        greedy = partial(greedy_actions, self.q_net, obs, self.device)
+        if self.epsilon == 0:
+            return greedy()
+        return epsilon_greedy(greedy, len(obs), self.n_actions, self.epsilon, self.rng)
 
 
 class DQN(Agent):
@@ -244,14 +246,8 @@ class DQN(Agent):
                             0.0 if deterministic else self.epsilon)
 
     def _act(self, obs: np.ndarray) -> np.ndarray:
-        n = len(obs)
-        explore = self.rng.random(n) < self.epsilon
-        random_actions = self.rng.integers(self.n_actions, size=n)
-        if explore.all():
-            return random_actions
-        with torch.inference_mode():
-            greedy = self.q_net(torch.as_tensor(obs, device=self.device)).argmax(dim=1)
-        return np.where(explore, random_actions, greedy.cpu().numpy())
+        return epsilon_greedy(partial(greedy_actions, self.q_net, obs, self.device), len(obs),
+                              self.n_actions, self.epsilon, self.rng)
 
     # -- learning -------------------------------------------------------------------
 
@@ -356,8 +352,7 @@ class DQN(Agent):
         self.q_net.load_state_dict(state["q_net"])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        _check_version(state)
-        self.q_net.load_state_dict(state["q_net"])
+        self.load_policy_state_dict(state)
         self.target_net.load_state_dict(state["target_net"])
         self.optimizer.load_state_dict(state["optimizer"])
         self._buffer_state = state["buffer"]

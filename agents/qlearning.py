@@ -40,7 +40,7 @@ from toolkit.config import TrainerConfig, check_range, param
 from toolkit.environments import EnvSource
 from toolkit.errors import ConfigError, IncompatibleEnvError
 from toolkit.images import heatmap
-from toolkit.policy import FunctionPolicy, Policy
+from toolkit.policy import FunctionPolicy, Policy, epsilon_greedy
 from toolkit.registry import AGENTS
 from toolkit.seeding import (
     numpy_rng_state,
@@ -102,9 +102,8 @@ class EpsilonGreedyPolicy(Policy):
             self.rng = np.random.default_rng(seed)
 
     def act(self, obs: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
-        explore = self.rng.random(len(obs)) < self.epsilon
-        random_actions = self.rng.integers(self.q.shape[1], size=len(obs))
-        return np.where(explore, random_actions, self.q[obs].argmax(axis=1))
+        return epsilon_greedy(lambda: self.q[obs].argmax(axis=1), len(obs), self.q.shape[1],
+                              self.epsilon, self.rng)
 
 
 @AGENTS.register("qlearning")

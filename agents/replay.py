@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from toolkit.atomic import _fsync_dir, atomic_write
+from toolkit.atomic import atomic_write, fsync_dir
 from toolkit.errors import CheckpointError
 
 #: The storage arrays, in the order of their side files.
@@ -219,7 +219,7 @@ class ReplayBuffer:
         manifest = directory / MANIFEST
         if manifest.exists():
             manifest.unlink()
-            _fsync_dir(directory)
+            fsync_dir(directory)
         for name in FIELDS:
             array = self._storage(name)[:self.size].cpu().numpy()
             with atomic_write(directory / f"{name}.npy", "wb") as f:

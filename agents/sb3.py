@@ -17,6 +17,7 @@ Resuming restores all of that and starts fresh episodes (``exact_resume = False`
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -96,10 +97,9 @@ class SB3Agent(Agent):
     @classmethod
     def window(cls, cfg: SB3Config) -> int:
         """Env steps SB3 takes between two updates, all envs together."""
-        if cls.algorithm == "DQN":
-            return int(cfg.hyperparams.get("train_freq", 4)) * cfg.n_envs
-        default = 2048 if cls.algorithm == "PPO" else 5
-        return int(cfg.hyperparams.get("n_steps", default)) * cfg.n_envs
+        key = "train_freq" if cls.algorithm == "DQN" else "n_steps"
+        default = inspect.signature(getattr(sb3, cls.algorithm)).parameters[key].default
+        return int(cfg.hyperparams.get(key, default)) * cfg.n_envs
 
     @classmethod
     def budget_multiple(cls, cfg: SB3Config) -> int:

@@ -42,10 +42,10 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make a rename in `directory` durable; a no-op where directories cannot be opened."""
     try:
         fd = os.open(directory, os.O_RDONLY)

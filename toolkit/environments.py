@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -120,7 +119,7 @@ class EnvSource:
         run in subprocesses (for slow envs); they are not reproducible step for step."""
         if n_envs < 1:
             raise GymkitError(f"n_envs must be at least 1, got {n_envs}")
-        factories: list[Callable[[], gym.Env]] = [partial(self.make)] * n_envs
+        factories: list[Callable[[], gym.Env]] = [self.make] * n_envs
         if asynchronous:
             return AsyncVectorEnv(factories, autoreset_mode=autoreset_mode)
         return SyncVectorEnv(factories, autoreset_mode=autoreset_mode)

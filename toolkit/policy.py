@@ -40,3 +40,14 @@ class FunctionPolicy(Policy):
 
     def act(self, obs: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
         return self._act(obs)
+
+
+def epsilon_greedy(greedy: Callable[[], np.ndarray], n: int, n_actions: int, epsilon: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """For `n` envs: a random action with probability epsilon, else the greedy one.
+    `greedy()` (a network's forward pass, say) runs only when some env acts greedily."""
+    explore = rng.random(n) < epsilon
+    random_actions = rng.integers(n_actions, size=n)
+    if explore.all():
+        return random_actions
+    return np.where(explore, random_actions, greedy())

@@ -191,48 +191,41 @@ def _check_evaluate(trainer: Trainer, target: str, overrides: dict[str, Any] | N
 
 
 def _check_policy(agent: Agent, target: str, overrides: dict[str, Any] | None) -> None:
-    """Both policies act in the action space for a batch of observations, and the
-    deterministic one acts the same after a reset."""
-    envs = agent.source.make_vector(2)
+    """Both policies act in the action space for a batch of observations, the deterministic
+    one acts the same after another reset, and a trainer given `policy_state_dict()` acts
+    the same (that is what best.pt holds)."""
+    n = 16
+    envs = agent.source.make_vector(n)
     try:
         obs, _ = envs.reset(seed=0)
-        starting = np.ones(2, dtype=bool)
-        greedy = []
-        for deterministic, seed in ((True, 0), (False, 0), (True, 1)):
-            policy = agent.policy(deterministic=deterministic)
-            policy.reset(2, seed=seed)
-            actions = np.asarray(policy.act(obs, starting))
-            _expect(len(actions) == 2 and all(envs.single_action_space.contains(a)
-                                               for a in actions),
-                    f"policy(deterministic={deterministic}).act() returned {actions!r} for two "
-                    f"envs, not two actions in {envs.single_action_space}")
-            if deterministic:
-                greedy.append(actions)
-        _expect(np.array_equal(greedy[0], greedy[1]), "the deterministic policy chose other "
-                                                      "actions for the same observations after "
-                                                      "another reset")
-        fresh = make_trainer(type(agent), target, overrides, seed=1)
-        assert isinstance(fresh, Agent)
-        try:
-            fresh.load_policy_state_dict(agent.policy_state_dict())
-            many = agent.source.make_vector(16)
-            try:
-                many_obs, _ = many.reset(seed=0)
-            finally:
-                many.close()
-            starts = np.ones(16, dtype=bool)
-            acts = []
-            for trainer in (agent, fresh):
-                policy = trainer.policy(deterministic=True)
-                policy.reset(16, seed=0)
-                acts.append(np.asarray(policy.act(many_obs, starts)))
-            _expect(np.array_equal(acts[0], acts[1]),
-                    "a trainer given policy_state_dict() through load_policy_state_dict() acts "
-                    "otherwise: best.pt would not hold the policy")
-        finally:
-            fresh.close()
+        space = envs.single_action_space
     finally:
         envs.close()
+    greedy = _acts(agent, True, 0, obs)
+    for deterministic, seed in ((False, 0), (True, 1)):
+        actions = _acts(agent, deterministic, seed, obs)
+        _expect(len(actions) == n and all(space.contains(a) for a in actions),
+                f"policy(deterministic={deterministic}).act() returned {actions!r} for {n} "
+                f"envs, not {n} actions in {space}")
+        if deterministic:
+            _expect(np.array_equal(actions, greedy), "the deterministic policy chose other "
+                                                     "actions for the same observations after "
+                                                     "another reset")
+    fresh = make_trainer(type(agent), target, overrides, seed=1)
+    assert isinstance(fresh, Agent)
+    try:
+        fresh.load_policy_state_dict(agent.policy_state_dict())
+        _expect(np.array_equal(_acts(fresh, True, 0, obs), greedy),
+                "a trainer given policy_state_dict() through load_policy_state_dict() acts "
+                "otherwise: best.pt would not hold the policy")
+    finally:
+        fresh.close()
+
+
+def _acts(agent: Agent, deterministic: bool, seed: int, obs: np.ndarray) -> np.ndarray:
+    policy = agent.policy(deterministic=deterministic)
+    policy.reset(len(obs), seed=seed)
+    return np.asarray(policy.act(obs, np.ones(len(obs), dtype=bool)))
 
 
 def _expect_same(got: list[dict[str, float]], want: list[dict[str, float]], message: str,
