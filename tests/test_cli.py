@@ -144,9 +144,11 @@ def test_tensorboard_launches_on_the_runs_dir(trained: Path,
     (["run", "agent", "frozenlake", "--set", "gamma"], "--set expects key=value"),
     (["run", "agent", "cartpole", "--algo", "qlearning"], "needs Discrete observation"),
     (["run", "agent", "Pendulum-v1"],
-     "has no default agent; pass --algo (one of: sb3-a2c, sb3-ppo)"),
+     "has no default agent; pass --algo (one of: a2c, a2c-lstm, ppo, ppo-lstm, sb3-a2c, "
+     "sb3-ppo)"),
     (["run", "agent", "Taxi-v4"],
-     "has no default agent; pass --algo (one of: dqn, qlearning, sb3-a2c, sb3-dqn, sb3-ppo)"),
+     "has no default agent; pass --algo (one of: a2c, a2c-lstm, dqn, ppo, ppo-lstm, qlearning, "
+     "sb3-a2c, sb3-dqn, sb3-ppo)"),
     (["run", "agent", "frozenlake", "--device", "cuda"], "CUDA is not available"),
     (["run", "generative", "vae"], "unknown generative 'vae'"),
     (["run", "agent", "taxi", "--epochs", "3"], "No such option: --epochs"),

@@ -23,7 +23,9 @@ from toolkit.trainer import Budget
 #: Envs whose episodes start in random states: a trainer that loses env state on resume
 #: shows it there, where a fixed start state (FrozenLake) hides it.
 RANDOM_START_ENVS = {"qlearning": "taxi", "dqn": "cartpole", "sb3-dqn": "cartpole",
-                     "sb3-a2c": "cartpole", "sb3-ppo": "cartpole"}
+                     "sb3-a2c": "cartpole", "sb3-ppo": "cartpole", "a2c": "cartpole",
+                     "ppo": "cartpole", "a2c-lstm": "cartpole-masked",
+                     "ppo-lstm": "cartpole-masked"}
 #: Settings that make a few train_steps short, and reach the learning updates.
 CONTRACT_OVERRIDES: dict[str, dict[str, Any]] = {
     "qlearning": {"steps_per_call": 200},
@@ -33,6 +35,11 @@ CONTRACT_OVERRIDES: dict[str, dict[str, Any]] = {
     "sb3-a2c": {"hyperparams": {"n_steps": 8}, "steps_per_call": 16, "net_arch": [16]},
     "sb3-ppo": {"hyperparams": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
                 "steps_per_call": 32, "net_arch": [16]},
+    "a2c": {"n_envs": 2, "n_steps": 8, "hidden": [16]},
+    "ppo": {"n_envs": 2, "n_steps": 8, "hidden": [16], "n_epochs": 2, "batch_size": 8},
+    "a2c-lstm": {"n_envs": 2, "n_steps": 8, "hidden": [16], "lstm_hidden_size": 8},
+    "ppo-lstm": {"n_envs": 2, "n_steps": 8, "hidden": [16], "n_epochs": 2, "batch_size": 8,
+                 "lstm_hidden_size": 8},
 }
 
 

@@ -151,10 +151,11 @@ def test_only_agents_that_fit_the_env_are_suggested() -> None:
     line = _one_error_line(out)
     assert "default agent 'no-such-agent' is not available" in line
     # qlearning needs Discrete observations
-    assert "pass --algo (one of: dqn, sb3-a2c, sb3-dqn, sb3-ppo)" in line
+    assert ("pass --algo (one of: a2c, a2c-lstm, dqn, ppo, ppo-lstm, sb3-a2c, sb3-dqn, "
+            "sb3-ppo)") in line
     code, out = invoke("run", "agent", "Taxi-v4")
-    assert "pass --algo (one of: dqn, qlearning, sb3-a2c, sb3-dqn, sb3-ppo)" in \
-        _one_error_line(out)
+    assert ("pass --algo (one of: a2c, a2c-lstm, dqn, ppo, ppo-lstm, qlearning, sb3-a2c, "
+            "sb3-dqn, sb3-ppo)") in _one_error_line(out)
 
 
 def test_a_folder_that_shadows_a_builtin_package_is_named(tmp_path: Path) -> None:

@@ -415,10 +415,16 @@ def list_plugins() -> None:
                                floors={"package": _package_floor(rows)}))
         out.print()
     env_rows = []
+    origins: set[str] = set()
     for env_entry in ENVS.entries():
         preset = env_entry.obj
-        # One kwarg a line: the column stays narrow and nothing in it needs cutting.
-        gym_id = "\n".join([preset.id, *(f"{k}={v}" for k, v in preset.kwargs.items())])
+        limit, origin = preset.time_limit()
+        origins.add(origin)
+        # One kwarg a line: the column stays narrow and nothing in it needs cutting. The time
+        # limit has a line of its own, whether it comes from the kwargs or not.
+        gym_id = "\n".join([*id_lines(preset.id), *(f"{k}={v}" for k, v in preset.kwargs.items()
+                                                    if k != "max_episode_steps"),
+                            time_limit_line(limit, origin)])
         env_rows.append((env_entry.name, gym_id, preset.algo, env_entry.description,
                          env_entry.source))
     out.print(fitted_table("environments",
@@ -426,13 +432,40 @@ def list_plugins() -> None:
                            env_rows or [("—", "", "", "none registered yet", "")], width,
                            shrink=("description", "package", "gymnasium id", "default agent"),
                            floors={"description": 15, "package": _package_floor(env_rows),
-                                   "gymnasium id": 17, "default agent": 9}))
+                                   "gymnasium id": ID_FLOOR, "default agent": 9}))
+    if "gymkit default" in origins:
+        out.print("* gymkit's time limit for an env registered without one; set "
+                  "max_episode_steps in the preset's kwargs to change it.")
+    if "unknown" in origins:
+        out.print("? the env is registered by the preset's setup, which `gymkit list` does not "
+                  "run; set max_episode_steps in the preset's kwargs to show it.")
     out.print("Any gymnasium id works as well, e.g. `gymkit run agent FrozenLake-v1 --algo "
               "qlearning`.")
     from toolkit.registry import load_problems
 
     for line in [*name_clashes((AGENTS, GENERATIVE, ENVS, DATASETS)), *load_problems]:
         stderr().print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
+
+
+#: The width the gymnasium id column of `gymkit list` gives way to on a narrow terminal.
+ID_FLOOR = 17
+
+
+def id_lines(env_id: str) -> list[str]:
+    """A long namespaced id (``MinAtar/SpaceInvaders-v1``) on two lines, broken after its
+    namespace, so that the id column never folds it in the middle of a word."""
+    namespace, slash, rest = env_id.rpartition("/")
+    if len(env_id) <= ID_FLOOR or not slash:
+        return [env_id]
+    return [namespace + slash, rest]
+
+
+def time_limit_line(limit: int | None, origin: str) -> str:
+    """``max 500 steps``: the time limit an env's episodes run under, for `gymkit list`;
+    ``*`` marks gymkit's default, ``?`` a limit that only the preset's setup can tell."""
+    if limit is None:
+        return "max ? steps"
+    return f"max {limit:,} steps{'*' if origin == 'gymkit default' else ''}"
 
 
 def _package_floor(rows: Sequence[Sequence[str]]) -> int:

@@ -56,6 +56,10 @@ class EnvPreset:
         return EnvSource(self.name, self.id, dict(self.kwargs), self.success, self.action_glyphs,
                          self.wrappers, self.setup, self.channel_first)
 
+    def time_limit(self) -> tuple[int | None, str]:
+        """See `time_limit`."""
+        return time_limit(self.id, self.kwargs)
+
 
 ENVS: Registry[EnvPreset] = Registry("env")
 
@@ -89,10 +93,7 @@ class EnvSource:
         try:
             env = gym.make(self.id, **kwargs)
         except gym.error.DependencyNotInstalled as exc:
-            raise GymkitError(
-                f"environment {self.id} needs an optional dependency that is not installed: "
-                f"{_first_line(exc)}"
-            ) from exc
+            raise GymkitError(_dependency_message(self.id, exc)) from exc
         except ImportError as exc:  # ModuleNotFoundError too: the env's module imports it
             raise GymkitError(_import_error_message(self.id, exc)) from exc
         except TypeError as exc:
@@ -103,7 +104,14 @@ class EnvSource:
         if record_stats:
             env = gym.wrappers.RecordEpisodeStatistics(env)
         for name, wrapper_kwargs in self.wrappers:
-            env = _wrapper_class(name, self.id)(env, **wrapper_kwargs)
+            try:
+                env = _wrapper_class(name, self.id)(env, **wrapper_kwargs)
+            except gym.error.DependencyNotInstalled as exc:  # AtariPreprocessing needs cv2
+                env.close()
+                raise GymkitError(_dependency_message(self.id, exc)) from exc
+            except GymkitError:
+                env.close()
+                raise
         if self.channel_first:
             env = to_channel_first(env)
         return env
@@ -211,6 +219,50 @@ def to_channel_first(env: gym.Env) -> gym.Env:
         env, lambda obs: np.ascontiguousarray(np.transpose(obs, (2, 0, 1))), transposed)
 
 
+def time_limit(env_id: str, kwargs: dict[str, Any]) -> tuple[int | None, str]:
+    """The time limit (max_episode_steps) that `EnvSource.make` will apply, and where it comes
+    from: ``"preset"`` (kwargs), ``"gymnasium"`` (the registered spec) or ``"gymkit default"``;
+    or (None, ``"unknown"``) for an id not registered yet (its preset's setup registers it).
+
+    Reads the preset and gymnasium's registry only: it makes no env and runs no setup, so
+    that `gymkit list` stays fast."""
+    if kwargs.get("max_episode_steps") is not None:
+        return int(kwargs["max_episode_steps"]), "preset"
+    spec = gym.registry.get(env_id)
+    if spec is None:
+        return None, "unknown"
+    if spec.max_episode_steps is not None:
+        return spec.max_episode_steps, "gymnasium"
+    return DEFAULT_MAX_EPISODE_STEPS, "gymkit default"
+
+
+#: Optional dependencies by the module that is missing: (gymkit's extra, the pip package).
+OPTIONAL_DEPENDENCIES = {
+    "Box2D": ("box2d", "box2d"),
+    "ale_py": ("atari", "ale-py"),
+    "cv2": ("atari", "opencv-python-headless"),
+    "minatar": ("minatar", "minatar"),
+}
+
+
+def _install_hint(module: str) -> str:
+    extra, package = OPTIONAL_DEPENDENCIES.get(module, (None, module))
+    if extra is None:
+        return f"`pip install {package}`"
+    return f'`pip install "gymkit[{extra}]"` (or `pip install {package}`)'
+
+
+def _dependency_message(env_id: str, exc: gym.error.DependencyNotInstalled) -> str:
+    """gymnasium's DependencyNotInstalled as one line naming the pip command."""
+    cause = exc.__cause__ or exc.__context__
+    module = (cause.name or "").split(".")[0] if isinstance(cause, ImportError) else ""
+    if module in OPTIONAL_DEPENDENCIES:
+        return (f"environment {env_id} needs the Python module '{module}', which is not "
+                f"installed; install it with {_install_hint(module)} or pick another env")
+    return (f"environment {env_id} needs an optional dependency that is not installed: "
+            f"{_first_line(exc)}")
+
+
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
@@ -221,7 +273,7 @@ def _import_error_message(env_id: str, exc: ImportError) -> str:
     module = (exc.name or "").split(".")[0]
     if isinstance(exc, ModuleNotFoundError) and module:
         return (f"environment {env_id} needs the Python module '{module}', which is not "
-                f"installed; install it with `pip install {module}` or pick another env")
+                f"installed; install it with {_install_hint(module)} or pick another env")
     return (f"environment {env_id} failed to import: {_first_line(exc)}; reinstall or upgrade "
             f"{f'the package {module}' if module else 'the package it names'}")
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 State = tuple[torch.Tensor, torch.Tensor]
 
@@ -64,12 +66,36 @@ class RecurrentEncoder(nn.Module):
         if tuple(episode_starts.shape) != (steps, batch):
             raise ValueError(f"episode_starts must have shape (T, B) = {(steps, batch)}, got "
                              f"{tuple(episode_starts.shape)}")
-        features = self.encoder(obs_seq.flatten(0, 1)).view(steps, batch, -1)
-        outputs = []
-        for t in range(steps):
-            out, state = self._step(features[t], state, episode_starts[t])
-            outputs.append(out)
-        return torch.stack(outputs), state
+        features = self.encoder(obs_seq.flatten(0, 1))
+        # One nn.LSTM call over every episode segment of the batch, padded to the longest
+        # and packed, instead of T single steps: an episode start cuts a row's sequence in
+        # two, and the second part starts from a zero state.
+        starts = (episode_starts != 0).cpu().numpy()
+        first = starts.copy()
+        first[0] = True
+        seg_b, seg_t = np.nonzero(first.T)  # segments in env-major, time order
+        seg_end = np.append(seg_t[1:], steps)
+        seg_end[np.append(seg_b[1:] != seg_b[:-1], True)] = steps
+        lengths = seg_end - seg_t
+        offsets = np.arange(int(lengths.max()))[:, None]
+        valid = offsets < lengths[None, :]  # (L, S)
+        flat_index = (seg_t[None, :] + offsets) * batch + seg_b[None, :]
+        device = features.device
+        index = torch.as_tensor(np.where(valid, flat_index, 0), device=device)
+        padded = features[index]  # (L, S, F)
+        carries = torch.as_tensor(~starts[0, seg_b] & (seg_t == 0), device=device)
+        rows = torch.as_tensor(seg_b, device=device)
+        keep = carries.view(1, -1, 1).to(features.dtype)
+        h0, c0 = state[0][:, rows] * keep, state[1][:, rows] * keep
+        packed = pack_padded_sequence(padded, torch.as_tensor(lengths), enforce_sorted=False)
+        out_packed, (h_n, c_n) = self.lstm(packed, (h0.contiguous(), c0.contiguous()))
+        out, _ = pad_packed_sequence(out_packed)
+        valid_t = torch.as_tensor(valid, device=device)
+        outputs = features.new_zeros(steps * batch, self.hidden_size)
+        outputs[torch.as_tensor(flat_index[valid], device=device)] = out[valid_t]
+        last = torch.as_tensor(np.flatnonzero(np.append(seg_b[1:] != seg_b[:-1], True)),
+                               device=device)
+        return outputs.view(steps, batch, -1), (h_n[:, last], c_n[:, last])
 
     def _step(self, features: torch.Tensor, state: State,
               episode_start: torch.Tensor) -> tuple[torch.Tensor, State]:
