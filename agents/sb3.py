@@ -65,7 +65,9 @@ class _Episodes(BaseCallback):
 class SB3Config(TrainerConfig):
     n_envs: int = param(1, "environments stepped side by side")
     hyperparams: dict[str, Any] = param({}, "keyword arguments of the SB3 algorithm, e.g. "
-                                            "{learning_rate: 0.0003, n_steps: 128}")
+                                            "{learning_rate: 0.0003, n_steps: 128}; "
+                                            "lin_<x> falls linearly from x to 0 over the "
+                                            "budget, as in rl-zoo")
     net_arch: list[int] = param([64, 64], "hidden layer sizes of SB3's policy")
     steps_per_call: int = param(2048, "env steps per train_step, rounded up to whole rollouts")
 
@@ -76,6 +78,21 @@ class SB3Config(TrainerConfig):
             if key in self.hyperparams:
                 raise ConfigError(f"hyperparams must not set '{key}': gymkit sets it (use "
                                   "--seed, --device, net_arch)")
+        for value in self.hyperparams.values():
+            schedule(value)
+
+
+def schedule(value: Any) -> Any:
+    """rl-baselines3-zoo's ``"lin_<x>"``: a value falling linearly from x to 0 over the run,
+    as SB3 takes it (a function of the progress remaining); other values unchanged."""
+    if not (isinstance(value, str) and value.startswith("lin_")):
+        return value
+    try:
+        initial = float(value.removeprefix("lin_"))
+    except ValueError:
+        raise ConfigError(f"cannot read the schedule {value!r}: write lin_<number>, e.g. "
+                          "lin_0.001") from None
+    return lambda progress_remaining: progress_remaining * initial
 
 
 class SB3Agent(Agent):
@@ -119,7 +136,7 @@ class SB3Agent(Agent):
         self.model = algorithm("CnnPolicy" if image else "MlpPolicy", envs, seed=ctx.seed,
                                device=ctx.device, verbose=0,
                                policy_kwargs={"net_arch": list(cfg.net_arch)},
-                               **cfg.hyperparams)
+                               **{key: schedule(value) for key, value in cfg.hyperparams.items()})
         budget = ctx.budget.amount
         # Schedules run over the whole budget, not over one learn() call.
         self.model._update_current_progress_remaining = (
@@ -162,7 +179,8 @@ class SB3Agent(Agent):
         return {"policy": self.model.get_parameters()["policy"]}
 
     def load_policy_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.set_parameters({"policy": state["policy"]}, exact_match=False,
+        policy = state["parameters"]["policy"] if "parameters" in state else state["policy"]
+        self.model.set_parameters({"policy": policy}, exact_match=False,
                                   device=self.model.device)
 
     def state_dict(self) -> dict[str, Any]:

@@ -44,6 +44,23 @@ def test_the_exploration_schedule_runs_over_the_whole_budget() -> None:
     agent.close()
 
 
+def test_linear_schedules_fall_over_the_whole_budget() -> None:
+    agent = make_trainer(SB3PPO, "cartpole", {
+        "hyperparams": {"n_steps": 32, "batch_size": 32, "n_epochs": 1,
+                        "learning_rate": "lin_0.001", "clip_range": "lin_0.2"},
+        "steps_per_call": 32, "net_arch": [16]}, budget=Budget("steps", 128))
+    agent.train_step()
+    agent.train_step()
+    # SB3 sets the learning rate from the progress after the rollout: 64 of 128 steps.
+    assert agent.model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(0.0005)
+    assert agent.model.clip_range(agent.model._current_progress_remaining) == \
+        pytest.approx(0.1)
+    agent.close()
+    with pytest.raises(ConfigError, match="cannot read the schedule 'lin_fast'"):
+        launch.prepare("agent", "cartpole", "sb3-ppo", flags={"steps": 2048},
+                       assignments=["hyperparams={learning_rate: lin_fast}"])
+
+
 def test_a_budget_must_be_whole_rollouts() -> None:
     with pytest.raises(ConfigError, match="multiple of 64; use --steps 1024"):
         launch.prepare("agent", "cartpole", "sb3-ppo", flags={"steps": 1000},

@@ -220,6 +220,20 @@ def _check_policy(agent: Agent, target: str, overrides: dict[str, Any] | None) -
                 "otherwise: best.pt would not hold the policy")
     finally:
         fresh.close()
+    # The runner and `gymkit eval` also hand it a whole state_dict (last.pt's).
+    fresh = make_trainer(type(agent), target, overrides, seed=1)
+    assert isinstance(fresh, Agent)
+    try:
+        try:
+            fresh.load_policy_state_dict(agent.state_dict())
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PluginContractError(f"load_policy_state_dict() cannot read a whole "
+                                      f"state_dict() (last.pt's): {exc!r}") from exc
+        _expect(np.array_equal(_acts(fresh, True, 0, obs), greedy),
+                "a trainer given state_dict() through load_policy_state_dict() acts "
+                "otherwise: the final evaluation of last.pt would be wrong")
+    finally:
+        fresh.close()
 
 
 def _acts(agent: Agent, deterministic: bool, seed: int, obs: np.ndarray) -> np.ndarray:
