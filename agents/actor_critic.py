@@ -28,7 +28,7 @@ fresh episodes (``exact_resume = False``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -36,86 +36,24 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from agents.actor_critic_config import (
+    A2CConfig,
+    ActorCriticConfig,
+    PPOConfig,
+    RecurrentA2CConfig,
+    RecurrentPPOConfig,
+)
 from agents.actor_critic_net import ActorCritic, RecurrentState
 from agents.returns import gae
-from toolkit.config import TrainerConfig, check_range, param
+from toolkit.config import TrainerConfig
 from toolkit.environments import EnvSource
-from toolkit.errors import CheckpointError, ConfigError, IncompatibleEnvError
+from toolkit.errors import CheckpointError, IncompatibleEnvError
 from toolkit.policy import Policy
 from toolkit.seeding import numpy_rng_state, set_numpy_rng_state
 from toolkit.trainer import Agent, TrainerContext
 from toolkit.vector import finished_episodes
 
 STATE_VERSION = 1
-
-
-@dataclass
-class ActorCriticConfig(TrainerConfig):
-    n_envs: int = param(8, "environments stepped side by side")
-    n_steps: int = param(5, "rollout length: steps per env between updates")
-    learning_rate: float = param(7e-4, "optimizer learning rate")
-    lr_schedule: Literal["constant", "linear"] = param(
-        "constant", "learning rate: constant, or falling linearly to 0 over the budget")
-    optimizer: Literal["adam", "rmsprop"] = param("rmsprop", "optimizer (eps 1e-5, as SB3)")
-    gamma: float = param(0.99, "discount factor")
-    gae_lambda: float = param(1.0, "GAE lambda (1: n-step returns)")
-    ent_coef: float = param(0.0, "entropy bonus coefficient")
-    vf_coef: float = param(0.5, "value loss coefficient")
-    max_grad_norm: float = param(0.5, "gradient clipping by global norm (0: off)")
-    normalize_advantage: bool = param(False, "normalize advantages per minibatch")
-    encoder: Literal["auto", "flat", "mlp", "cnn"] = param(
-        "auto", "observation encoder: flat (one-hot for Discrete), mlp, cnn, or auto")
-    hidden: list[int] = param([64, 64], "hidden layer sizes of the MLP encoder")
-    activation: str = param("tanh", "activation of the MLP encoder")
-    shared_encoder: bool = param(False, "one encoder for the actor and the critic")
-    ortho_init: bool = param(True, "orthogonal initialisation (gains sqrt 2, 0.01, 1)")
-    log_std_init: float = param(0.0, "continuous actions: initial log std of the Gaussian")
-    lstm: bool = param(False, "an LSTM after the encoder (a recurrent policy)")
-    lstm_hidden_size: int = param(64, "LSTM units")
-
-    def validate(self) -> None:
-        check_range(self, "n_envs", 1)
-        check_range(self, "n_steps", 1)
-        check_range(self, "learning_rate", 0, low_open=True)
-        check_range(self, "gamma", 0, 1)
-        check_range(self, "gae_lambda", 0, 1)
-        check_range(self, "ent_coef", 0)
-        check_range(self, "vf_coef", 0)
-        check_range(self, "max_grad_norm", 0)
-        check_range(self, "lstm_hidden_size", 1)
-        if any(size < 1 for size in self.hidden):
-            raise ConfigError(f"hidden sizes must be positive, got {self.hidden}")
-
-
-@dataclass
-class A2CConfig(ActorCriticConfig):
-    pass
-
-
-@dataclass
-class PPOConfig(ActorCriticConfig):
-    n_steps: int = param(2048, "rollout length: steps per env between updates")
-    learning_rate: float = param(3e-4, "optimizer learning rate")
-    optimizer: Literal["adam", "rmsprop"] = param("adam", "optimizer (eps 1e-5, as SB3)")
-    gae_lambda: float = param(0.95, "GAE lambda (1: n-step returns)")
-    normalize_advantage: bool = param(True, "normalize advantages per minibatch")
-    n_epochs: int = param(10, "passes over each rollout")
-    batch_size: int = param(64, "minibatch size, in steps (recurrent: rounded to whole "
-                                "env sequences)")
-    clip_range: float = param(0.2, "PPO's clip range for the probability ratio")
-    clip_range_schedule: Literal["constant", "linear"] = param(
-        "constant", "clip range: constant, or falling linearly to 0 over the budget")
-    clip_range_vf: float = param(0.0, "clip range of the value change (0: no value clipping)")
-    target_kl: float = param(0.0, "stop a rollout's epochs once the approximate KL exceeds "
-                                  "1.5 x this (0: never)")
-
-    def validate(self) -> None:
-        super().validate()
-        check_range(self, "n_epochs", 1)
-        check_range(self, "batch_size", 1)
-        check_range(self, "clip_range", 0, low_open=True)
-        check_range(self, "clip_range_vf", 0)
-        check_range(self, "target_kl", 0)
 
 
 @dataclass
@@ -517,24 +455,6 @@ class PPO(ActorCriticAgent):
         return [(None, order[i:i + size]) for i in range(0, steps * n, size)]
 
 
-@dataclass
-class RecurrentA2CConfig(A2CConfig):
-    lstm: bool = param(True, "an LSTM after the encoder (a recurrent policy)")
-
-    def validate(self) -> None:
-        super().validate()
-        _require_lstm(self, "a2c-lstm")
-
-
-@dataclass
-class RecurrentPPOConfig(PPOConfig):
-    lstm: bool = param(True, "an LSTM after the encoder (a recurrent policy)")
-
-    def validate(self) -> None:
-        super().validate()
-        _require_lstm(self, "ppo-lstm")
-
-
 class RecurrentA2C(A2C):
     """A2C with an LSTM policy and value function."""
 
@@ -548,8 +468,3 @@ class RecurrentPPO(PPO):
     Config = RecurrentPPOConfig
     algo = "ppo-lstm"
 
-
-def _require_lstm(cfg: ActorCriticConfig, algo: str) -> None:
-    if not cfg.lstm:
-        raise ConfigError(f"{algo} is the recurrent agent; drop lstm=false, or use "
-                          f"--algo {algo.removesuffix('-lstm')} for a feed-forward one")

@@ -267,7 +267,8 @@ def test_a_checkpoint_of_another_state_version_is_refused() -> None:
     (RecurrentPPO, "cartpole-masked", LSTM),
     (RecurrentA2C, "cartpole", {**LSTM, "shared_encoder": True}),
     (PPO, "taxi", {}),
-], ids=["a2c", "ppo", "ppo-gaussian", "ppo-lstm", "a2c-lstm-shared", "ppo-one-hot"])
+    (PPO, "minatar-breakout", {"shared_encoder": True}),
+], ids=["a2c", "ppo", "ppo-gaussian", "ppo-lstm", "a2c-lstm-shared", "ppo-one-hot", "ppo-cnn"])
 def test_actor_critic_agents_pass_the_plugin_contract(cls: type[ActorCriticAgent], target: str,
                                                       overrides: dict[str, Any]) -> None:
     base = SMALL_PPO if issubclass(cls, PPO) else SMALL
