@@ -11,6 +11,11 @@ the oldest transitions are overwritten first.
 - ``actions`` keep the action space's dtype and shape (``()`` for a Discrete space).
 - ``rewards`` and ``terminated`` are float32.
 
+On the CPU the storage is also reached through numpy views of the same memory: `add`
+writes rows and `sample` gathers them with numpy, whose per-call cost is a fraction of
+torch's (they run once per env step and once per gradient step). On other devices each
+array goes to the device in one transfer and is gathered there.
+
 Only ``terminated`` stops bootstrapping: the target is ``r + gamma * (1 - terminated) *
 Q(next_obs)``. A truncated step (time limit) is stored with ``terminated = 0``, so its
 target still bootstraps from the final observation. Steps that are not real transitions
@@ -116,6 +121,11 @@ class ReplayBuffer:
         self.position = 0
         self.size = 0
         self.added = 0
+        # On the CPU, numpy views of the storage tensors (the same memory; the tensors are
+        # only ever written in place, so the views stay valid).
+        self._host: dict[str, np.ndarray] | None = None
+        if self.device.type == "cpu":
+            self._host = {name: self._storage(name).numpy() for name in FIELDS}
 
     @property
     def capacity(self) -> int:
@@ -141,7 +151,8 @@ class ReplayBuffer:
         `terminated` (bool or 0/1) is the env's terminated flag, never truncated. Each
         array is cast on the host (same-kind casts only: float64 rewards become float32,
         but float observations are refused by a uint8 buffer) and moved to the device in
-        one transfer. A batch larger than the capacity keeps its last `capacity` rows.
+        one transfer (on the CPU: copied into the storage, no transfer). A batch larger than
+        the capacity keeps its last `capacity` rows.
         """
         given = {"obs": obs, "next_obs": next_obs, "actions": actions, "rewards": rewards,
                  "terminated": terminated}
@@ -173,7 +184,14 @@ class ReplayBuffer:
         start = (self.position + skip) % self._capacity
         first = min(count, self._capacity - start)
         for name in FIELDS:
-            batch = self._to_device(np.ascontiguousarray(arrays[name][skip:]))
+            rows = arrays[name][skip:]
+            if self._host is not None:
+                host = self._host[name]
+                host[start:start + first] = rows[:first]
+                if count > first:
+                    host[:count - first] = rows[first:]
+                continue
+            batch = self._to_device(np.ascontiguousarray(rows))
             storage = self._storage(name)
             storage[start:start + first] = batch[:first]
             if count > first:
@@ -184,13 +202,37 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> ReplayBatch:
         """`batch_size` transitions drawn uniformly, with replacement, with `rng`."""
+        self._check_sample(batch_size)
+        return self._gather(rng.integers(0, self.size, size=batch_size))
+
+    def sample_many(self, n: int, batch_size: int, rng: np.random.Generator) -> ReplayBatch:
+        """The `n` batches that `n` calls of ``sample(batch_size, rng)`` would draw, in one
+        gather: tensors with leading dimensions ``(n, batch_size)``, and `rng` left in the
+        same state. (numpy's Generator fills an array of integers draw by draw, in order.)
+
+        For a round of gradient steps on an unchanging buffer, ``batches.obs[i]`` is then
+        a view and the round pays for one gather instead of `n`."""
+        self._check_sample(batch_size)
+        if n <= 0:
+            raise ValueError(f"replay buffer sample_many: n must be positive, got {n}")
+        indices = rng.integers(0, self.size, size=n * batch_size)
+        batch = self._gather(indices)
+        return ReplayBatch(*(t.view(n, batch_size, *t.shape[1:]) for t in batch))
+
+    def _check_sample(self, batch_size: int) -> None:
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer; add transitions first "
                              "(learning_starts must be at least the batch size)")
         if batch_size <= 0:
             raise ValueError(f"replay buffer sample: batch_size must be positive, "
                              f"got {batch_size}")
-        indices = rng.integers(0, self.size, size=batch_size)
+
+    def _gather(self, indices: np.ndarray) -> ReplayBatch:
+        """The rows `indices` of every storage array."""
+        if self._host is not None:
+            host = self._host
+            return ReplayBatch(*(torch.from_numpy(host[name].take(indices, axis=0))
+                                 for name in ReplayBatch._fields))
         index = torch.from_numpy(indices).to(self.device)
         return ReplayBatch(obs=self.obs[index], actions=self.actions[index],
                            rewards=self.rewards[index], next_obs=self.next_obs[index],

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
+from torch.nn import functional as F
 
-from agents.dqn import DQN, QNetwork, td_target
+from agents.dqn import DQN, AdamStep, QNetwork, clip_grad_norm, flush_denormals, td_target
 from toolkit import launch
 from toolkit.errors import CheckpointError, ConfigError
 from toolkit.testing import check_plugin, make_trainer
@@ -142,6 +145,116 @@ def test_gradient_steps_and_learning_starts() -> None:
     agent.train_step()
     # Steps 101..200 at every 4th step: 104, 108, ..., 200 -> 25 rounds of 3.
     assert agent.updates == 25 * 3
+
+
+def _reference_update(agent: DQN) -> float:
+    """One gradient step as the textbook writes it (and as this agent did before it drew a
+    round's batches ahead): sample, target, loss, torch's zero_grad, clipping and step."""
+    cfg = agent.cfg
+    batch = agent.buffer.sample(cfg.batch_size, agent.rng)
+    with torch.no_grad():
+        online = agent.q_net(batch.next_obs) if cfg.double_q else None
+        target = td_target(batch.rewards, batch.terminated, agent.target_net(batch.next_obs),
+                           online, cfg.gamma)
+    q = agent.q_net(batch.obs).gather(1, batch.actions.long().unsqueeze(1)).squeeze(1)
+    loss = F.smooth_l1_loss(q, target) if cfg.loss == "huber" else F.mse_loss(q, target)
+    agent.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.max_grad_norm > 0:
+        nn.utils.clip_grad_norm_(agent.q_net.parameters(), cfg.max_grad_norm)
+    agent.optimizer.step()
+    return float(loss.detach())
+
+
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"double_q": True, "dueling": True, "max_grad_norm": 0.5},
+    {"loss": "mse", "optimizer": "sgd", "max_grad_norm": 0.0},
+])
+def test_a_round_of_gradient_steps_is_the_same_bits_as_single_steps(overrides: dict) -> None:
+    # A round draws its batches and target values ahead, a few steps at a time (3 here),
+    # and steps through torch's ops directly; the result must not differ in any bit.
+    agents = [_dqn(learning_starts=10**6, steps_per_call=300, **overrides) for _ in range(2)]
+    for agent in agents:
+        agent.train_step()  # fills the buffer, no gradient step
+        agent.TARGET_ROWS = 3 * agent.cfg.batch_size
+    for _ in range(2):  # the second round uses the state the first one left
+        ours = [float(loss) for loss in agents[0]._train_round(7)]
+        reference = [_reference_update(agents[1]) for _ in range(7)]
+        assert ours == reference
+    assert agents[0].updates == 14
+    assert _same(agents[0].q_net, agents[1].q_net)
+    assert agents[0].rng.bit_generator.state == agents[1].rng.bit_generator.state
+    ours_state, reference_state = (a.optimizer.state_dict()["state"] for a in agents)
+    for key, value in ours_state.items():
+        for name, tensor in value.items():
+            assert torch.equal(tensor, reference_state[key][name]), (key, name)
+
+
+def test_clip_grad_norm_is_torch_s_to_the_bit() -> None:
+    generator = torch.Generator().manual_seed(0)
+    for scale in (1e-3, 0.3, 1.0, 3.0, 1e3):
+        grads = [torch.randn(shape, generator=generator) * scale
+                 for shape in ((16, 4), (16,), (2, 16), (2,))]
+        params = [nn.Parameter(torch.zeros_like(g)) for g in grads]
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g.clone()
+        expected = nn.utils.clip_grad_norm_(params, 1.0)
+        total = clip_grad_norm(grads, 1.0)
+        assert torch.equal(total, expected)
+        for p, g in zip(params, grads, strict=True):
+            assert torch.equal(g, p.grad)
+
+
+def test_adam_step_is_torch_s_step_and_falls_back_when_it_must() -> None:
+    def model_and_adam(**kwargs: object) -> tuple[nn.Module, torch.optim.Optimizer]:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))
+        return net, torch.optim.Adam(net.parameters(), lr=1e-2, **kwargs)  # type: ignore
+
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    (ours, ours_adam), (torchs, torch_adam) = model_and_adam(fused=True), model_and_adam(
+        fused=True)
+    step = AdamStep(ours_adam, list(ours.parameters()))
+    assert step.usable
+    for _ in range(4):
+        for net, opt in ((ours, ours_adam), (torchs, torch_adam)):
+            opt.zero_grad(set_to_none=True)
+            net(x).square().mean().backward()
+        step()
+        torch_adam.step()
+    assert _same(ours, torchs)  # type: ignore[arg-type]
+    assert str(ours_adam.state_dict()) == str(torch_adam.state_dict())
+    # After a load the state tensors are new ones: reset() makes it look them up again.
+    ours_adam.load_state_dict(copy.deepcopy(torch_adam.state_dict()))
+    step.reset()
+    for net, opt in ((ours, ours_adam), (torchs, torch_adam)):
+        opt.zero_grad(set_to_none=True)
+        net(x).square().mean().backward()
+    step()
+    torch_adam.step()
+    assert _same(ours, torchs)  # type: ignore[arg-type]
+    # Not a fused Adam, or amsgrad: plain optimizer.step().
+    assert not AdamStep(model_and_adam()[1], []).usable
+    net, amsgrad = model_and_adam(fused=True, amsgrad=True)
+    assert not AdamStep(amsgrad, list(net.parameters())).usable
+
+
+def test_flush_denormals_flushes_inside_and_restores_outside() -> None:
+    def subnormal() -> float:
+        return float(torch.full((1,), 1e-38).mul_(1e-3).item())
+
+    assert subnormal() != 0.0
+    with flush_denormals(torch.device("cpu")):
+        assert subnormal() == 0.0
+    assert subnormal() != 0.0
+    torch.set_flush_denormal(True)
+    try:  # already on: left on
+        with flush_denormals(torch.device("cpu")):
+            assert subnormal() == 0.0
+        assert subnormal() == 0.0
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def test_the_policy_is_greedy_or_explores() -> None:

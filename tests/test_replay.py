@@ -186,9 +186,12 @@ def test_storage_and_batches_live_on_the_configured_device(device: str) -> None:
     assert all(t.device.type == device for t in batch)
 
 
-def test_add_moves_each_array_to_the_device_in_one_transfer(monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("device", [*DEVICES, "meta"])
+def test_add_moves_each_array_to_the_device_in_one_transfer(device: str,
+                                                            monkeypatch: pytest.MonkeyPatch
                                                             ) -> None:
-    buffer = make(5)
+    # On the CPU the rows are copied into the storage through numpy views: no transfer.
+    buffer = make(5, device)
     buffer.add(**step([0, 1, 2]))
     moved: list[tuple[int, ...]] = []
     original = buffer._to_device
@@ -199,8 +202,28 @@ def test_add_moves_each_array_to_the_device_in_one_transfer(monkeypatch: pytest.
 
     monkeypatch.setattr(buffer, "_to_device", counting)
     buffer.add(**step([3, 4, 5, 6]))  # straddles the end: still one transfer per array
-    assert moved == [(4, 2), (4, 2), (4,), (4,), (4,)]
-    assert stored_ids(buffer) == [5, 6, 2, 3, 4]
+    assert moved == ([] if device == "cpu" else [(4, 2), (4, 2), (4,), (4,), (4,)])
+    if device != "meta":  # meta tensors hold no values
+        assert stored_ids(buffer) == [5, 6, 2, 3, 4]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_sample_many_draws_what_as_many_samples_would(device: str) -> None:
+    buffer = make(10, device)
+    buffer.add(**step(list(range(1, 9))))
+    one_by_one, at_once = np.random.default_rng(4), np.random.default_rng(4)
+    expected = [buffer.sample(6, one_by_one) for _ in range(5)]
+    batches = buffer.sample_many(5, 6, at_once)
+    assert batches.obs.shape == (5, 6, 2) and batches.actions.shape == (5, 6)
+    for i, batch in enumerate(expected):
+        for a, b in zip(batch, batches, strict=True):
+            assert torch.equal(a, b[i])
+    # The Generator is left where the single draws leave it.
+    assert one_by_one.bit_generator.state == at_once.bit_generator.state
+    with pytest.raises(ValueError, match="n must be positive"):
+        buffer.sample_many(0, 6, at_once)
+    with pytest.raises(ValueError, match="empty replay buffer"):
+        make(5).sample_many(2, 6, at_once)
 
 
 def test_state_dict_is_small_and_fits_in_a_checkpoint(tmp_path: Path) -> None:
