@@ -104,6 +104,22 @@ def test_benchmark_prints_both_speeds_and_their_ratio(tmp_path: Path) -> None:
     assert ratio == pytest.approx(ours / bare, abs=0.01)
 
 
+def test_rl_benchmark_prints_each_algorithm_against_sb3() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "rl_vs_sb3.py"),
+                          "--steps", "2000", "--eval-every", "1000"],
+                         capture_output=True, text=True, check=True).stdout
+    tables = out.split("\n\n")[1:]
+    assert [table.split()[0] for table in tables] == ["dqn", "ppo", "a2c"]
+    for table in tables:
+        rows = {line.split()[0]: line.split() for line in table.splitlines()[1:]}
+        gymkit, sb3 = (float(rows[side][4].replace(",", "")) for side in ("gymkit", "SB3"))
+        assert float(rows["ratio"][1]) == pytest.approx(gymkit / sb3, abs=0.01)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_dqn_solves_cartpole_within_50k_steps(seed: int, tmp_path: Path) -> None:
     # rl-zoo's tuned DQN settings for CartPole-v1 (envs/presets/cartpole.yaml), 50k steps.
