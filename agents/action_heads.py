@@ -2,6 +2,11 @@
 
 Actions are sampled with the agent's own `torch.Generator` (torch.distributions only draws
 from the global RNG), so that a seed fixes a run whatever else uses the global RNG.
+
+`sample_and_log_prob` (acting in a rollout) and `log_prob_and_entropy` (the update) give
+what the `Distribution` methods give. The categorical head computes them as
+`torch.distributions.Categorical` does, the same numbers, without building one, which
+costs a fraction of it on the small batches of a rollout step.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Normal
+from torch.nn import functional as F
 
 from toolkit.nets.mlp import layer_init
 
@@ -33,6 +39,64 @@ class ActionHead(nn.Module):
     def entropy(self, dist: Distribution) -> torch.Tensor:
         raise NotImplementedError
 
+    def sample_and_log_prob(self, features: torch.Tensor, generator: torch.Generator
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A sampled action per row and its log-probability: `sample`, then `log_prob`."""
+        dist = self.distribution(features)
+        actions = self.sample(dist, generator)
+        return actions, self.log_prob(dist, actions)
+
+    def output_layer(self) -> nn.Linear | None:
+        """The head's Linear layer, whose output `sample_from_output` takes (None if the
+        head has no such layer)."""
+        return None
+
+    def sample_from_output(self, output: torch.Tensor, generator: torch.Generator
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`sample_and_log_prob` from the output of `output_layer` on the features."""
+        raise NotImplementedError
+
+    def log_prob_and_entropy(self, features: torch.Tensor, actions: torch.Tensor,
+                             entropy_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """`log_prob` of `actions` and `entropy`, each ``(B,)``. Without `entropy_grad` the
+        entropy is computed outside autograd (for a loss that does not use it)."""
+        dist = self.distribution(features)
+        log_prob = self.log_prob(dist, actions)
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            return log_prob, self.entropy(dist)
+
+    def log_prob_and_entropy_input(self, features: torch.Tensor, actions: torch.Tensor
+                                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`log_prob` of `actions`, and what `entropy_from` turns into their entropies
+        (outside autograd): for a loss without the entropy, whose value is wanted later,
+        for many batches at once."""
+        dist = self.distribution(features)
+        with torch.no_grad():
+            entropy = self.entropy(dist)
+        return self.log_prob(dist, actions), entropy
+
+    def entropy_from(self, entropy_input: torch.Tensor) -> torch.Tensor:
+        """The entropies from `log_prob_and_entropy_input`'s second output, or from several
+        of them stacked (the batch dimensions are kept)."""
+        return entropy_input
+
+
+def _normalized(logits: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities from logits, as `Categorical` normalizes them."""
+    return logits - logits.logsumexp(dim=-1, keepdim=True)
+
+
+def categorical_sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One action per row of `probs` ``(B, n)``, drawn with `generator`.
+
+    The exponential race: ``argmax_i p_i / q_i`` with ``q_i ~ Exp(1)`` is ``i`` with
+    probability ``p_i`` (the Gumbel-max trick, exponentiated). It is how `torch.multinomial`
+    draws one sample, from the same numbers of the generator, so the actions are those of
+    ``torch.multinomial(probs, 1, generator=generator)``; it skips multinomial's checks of
+    `probs`, which a softmax always passes (and which cost more than the draw)."""
+    race = torch.empty_like(probs).exponential_(1, generator=generator)
+    return (probs / race).argmax(dim=-1)
+
 
 class CategoricalHead(ActionHead):
     """Logits of a categorical distribution over `n` actions."""
@@ -48,7 +112,7 @@ class CategoricalHead(ActionHead):
 
     def sample(self, dist: Distribution, generator: torch.Generator) -> torch.Tensor:
         assert isinstance(dist, Categorical)
-        return torch.multinomial(dist.probs, 1, generator=generator).squeeze(1)
+        return categorical_sample(dist.probs, generator)
 
     def mode(self, dist: Distribution) -> torch.Tensor:
         assert isinstance(dist, Categorical)
@@ -59,6 +123,52 @@ class CategoricalHead(ActionHead):
 
     def entropy(self, dist: Distribution) -> torch.Tensor:
         return dist.entropy()
+
+    # The numbers of `Categorical`, computed as it does, without building one: its logits
+    # normalized by logsumexp, its probs (their softmax), its log_prob (a gather) and its
+    # entropy, -sum(p log p) with log p clamped at the dtype's smallest value.
+
+    def _log_probs(self, features: torch.Tensor) -> torch.Tensor:
+        # The Linear's own parameter dict: what `self.logits(features)` computes, without
+        # nn.Module's attribute lookups and call.
+        params = self.logits._parameters
+        weight, bias = params["weight"], params["bias"]
+        assert weight is not None
+        return _normalized(F.linear(features, weight, bias))
+
+    def sample_and_log_prob(self, features: torch.Tensor, generator: torch.Generator
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._sample(self._log_probs(features), generator)
+
+    def output_layer(self) -> nn.Linear:
+        return self.logits
+
+    def sample_from_output(self, output: torch.Tensor, generator: torch.Generator
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._sample(_normalized(output), generator)
+
+    @staticmethod
+    def _sample(log_p: torch.Tensor, generator: torch.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        actions = categorical_sample(F.softmax(log_p, dim=-1), generator)
+        return actions, log_p.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+
+    def log_prob_and_entropy(self, features: torch.Tensor, actions: torch.Tensor,
+                             entropy_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        log_p = self._log_probs(features)
+        log_prob = log_p.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            return log_prob, self.entropy_from(log_p)
+
+    def log_prob_and_entropy_input(self, features: torch.Tensor, actions: torch.Tensor
+                                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        log_p = self._log_probs(features)
+        return log_p.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1), log_p.detach()
+
+    def entropy_from(self, entropy_input: torch.Tensor) -> torch.Tensor:
+        """The entropies of rows of normalized logits (log-probabilities)."""
+        clamped = entropy_input.clamp(min=torch.finfo(entropy_input.dtype).min)
+        return -(clamped * F.softmax(entropy_input, dim=-1)).sum(-1)
 
 
 class GaussianHead(ActionHead):
@@ -95,6 +205,15 @@ class GaussianHead(ActionHead):
 
     def entropy(self, dist: Distribution) -> torch.Tensor:
         return dist.entropy().sum(dim=1)
+
+    def output_layer(self) -> nn.Linear:
+        return self.mean
+
+    def sample_from_output(self, output: torch.Tensor, generator: torch.Generator
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        dist = Normal(output, self.log_std.exp().expand_as(output), validate_args=False)
+        actions = self.sample(dist, generator)
+        return actions, self.log_prob(dist, actions)
 
 
 def action_head_for(space: gym.Space, features: int, *, log_std_init: float,

@@ -27,13 +27,14 @@ fresh episodes (``exact_resume = False``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from agents.actor_critic_config import (
@@ -44,10 +45,12 @@ from agents.actor_critic_config import (
     RecurrentPPOConfig,
 )
 from agents.actor_critic_net import ActorCritic, RecurrentState
+from agents.gradient_step import GradientStep
 from agents.returns import gae
+from toolkit.checkpoint import check_state_version
 from toolkit.config import TrainerConfig
 from toolkit.environments import EnvSource
-from toolkit.errors import CheckpointError, IncompatibleEnvError
+from toolkit.errors import IncompatibleEnvError
 from toolkit.policy import Policy
 from toolkit.seeding import numpy_rng_state, set_numpy_rng_state
 from toolkit.trainer import Agent, TrainerContext
@@ -69,11 +72,37 @@ class Rollout:
     episode_starts: torch.Tensor
     initial_state: RecurrentState
 
+    def __post_init__(self) -> None:
+        #: The observations and actions of all the steps, ``(T * N, ...)``.
+        self.flat_obs = self.obs.flatten(0, 1)
+        self.flat_actions = self.actions.flatten(0, 1)
+
 
 def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor,
                            clip: float) -> torch.Tensor:
-    """PPO's policy loss: ``-mean(min(r A, clip(r, 1 - clip, 1 + clip) A))``."""
-    return -torch.min(advantages * ratio, advantages * ratio.clamp(1 - clip, 1 + clip)).mean()
+    """PPO's policy loss: ``-mean(min(r A, clip(r, 1 - clip, 1 + clip) A))``.
+
+    The minimum is chosen outside autograd, which then sees one product instead of two
+    products, a clamp and a minimum; the value and the gradient are the same. Where the
+    clipped term is the smaller, r is beyond a bound and the term's gradient is 0 (a
+    constant here); elsewhere the unclipped term's gradient is A, which the minimum also
+    gives when the two are equal (r within the bounds: half through each term, each A)."""
+    unclipped = advantages * ratio
+    with torch.no_grad():
+        clipped = advantages * ratio.clamp(1 - clip, 1 + clip)
+        smaller = unclipped <= clipped
+    return -torch.where(smaller, unclipped, clipped).mean()
+
+
+def approx_kl(ratio: torch.Tensor, log_ratio: torch.Tensor) -> torch.Tensor:
+    """The estimate ``mean((r - 1) - log r)`` of KL(old || new) (Schulman's k3), over the
+    last dimension."""
+    return ((ratio - 1) - log_ratio).mean(dim=-1)
+
+
+def clip_fraction(ratio: torch.Tensor, clip: float) -> torch.Tensor:
+    """The fraction of the ratios beyond the clip range, over the last dimension."""
+    return ((ratio - 1).abs() > clip).float().mean(dim=-1)
 
 
 def clipped_values(values: torch.Tensor, old_values: torch.Tensor,
@@ -109,13 +138,30 @@ class ActorCriticPolicy(Policy):
             self.reset(len(obs))
         with torch.no_grad():
             starts = torch.as_tensor(episode_start, device=self.device)
-            actor, _, self.state = self.net.features(torch.as_tensor(obs, device=self.device),
-                                                     self.state, starts)
+            actor, self.state = self.net.actor_step(torch.as_tensor(obs, device=self.device),
+                                                    self.state, starts)
             head = self.net.action_head
             dist = head.distribution(actor)
             actions = head.mode(dist) if self.deterministic else head.sample(dist,
                                                                             self.generator)
         return env_actions(actions, self.action_space)
+
+
+@contextmanager
+def memory_left_unfilled() -> Iterator[None]:
+    """Within the block, memory that torch allocates is left as it is, where deterministic
+    algorithms (which the launcher turns on) have torch fill it with NaN first. That fill
+    only shows a kernel that reads numbers it has not written, and the agent's kernels
+    write all they read; it cost ppo-lstm 5% (oneDNN's LSTM allocates its workspaces on
+    every call). PyTorch's documentation: a program that does not read uninitialized
+    memory stays deterministic with the fill off. The setting is restored after."""
+    deterministic: Any = torch.utils.deterministic  # a module with a property
+    fill = deterministic.fill_uninitialized_memory
+    deterministic.fill_uninitialized_memory = False
+    try:
+        yield
+    finally:
+        deterministic.fill_uninitialized_memory = fill
 
 
 def env_actions(actions: torch.Tensor, space: gym.Space) -> np.ndarray:
@@ -172,6 +218,8 @@ class ActorCriticAgent(Agent):
             # the CPU loops over them in Python.
             self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=1e-5,
                                               fused=fused)
+        self.gradient_step = GradientStep([p for p in self.net.parameters() if p.requires_grad],
+                                          self.optimizer, cfg.max_grad_norm)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(ctx.seed)
         self.rng = np.random.default_rng(ctx.seed)
@@ -194,82 +242,85 @@ class ActorCriticAgent(Agent):
     # -- the rollout ----------------------------------------------------------------
 
     def _collect(self, n_steps: int) -> tuple[Rollout, list[float], list[int]]:
-        cfg, net, head = self.cfg, self.net, self.net.action_head
+        cfg, net, device = self.cfg, self.net, self.device
         n = cfg.n_envs
-        shape = (n_steps, n)
-        obs = torch.empty(shape + tuple(self.obs.shape[1:]), dtype=self.obs.dtype,
-                          device=self.device)
-        values = torch.empty(shape, device=self.device)
-        next_values = torch.empty(shape, device=self.device)
-        log_probs = torch.empty(shape, device=self.device)
-        rewards = torch.empty(shape, device=self.device)
-        terminated = torch.empty(shape, device=self.device)
-        episode_end = torch.empty(shape, device=self.device)
-        starts = torch.empty(shape, device=self.device)
-        actions: list[torch.Tensor] = []
+        # What the envs return is kept in numpy buffers and turned into tensors once for
+        # the rollout. Row t of `obs` and `starts` is what step t acts on; row n_steps is
+        # where the next rollout starts.
+        first = self.obs.cpu().numpy()
+        obs = np.empty((n_steps + 1, *first.shape), dtype=first.dtype)
+        obs[0] = first
+        starts = np.empty((n_steps + 1, n), dtype=np.float32)
+        starts[0] = self.episode_start.cpu().numpy()
+        rewards = np.empty((n_steps, n), dtype=np.float32)
+        terminated = np.empty((n_steps, n), dtype=np.float32)
+        next_values = torch.zeros((n_steps, n), device=device)
+        actions, log_probs, values = [], [], []
         initial_state = [(h.clone(), c.clone()) for h, c in self.state]
         returns: list[float] = []
         lengths: list[int] = []
         with torch.no_grad():
+            act = net.rollout_actor()
             for t in range(n_steps):
-                actor, critic, self.state = net.features(self.obs, self.state,
-                                                         self.episode_start)
-                dist = head.distribution(actor)
-                action = head.sample(dist, self.generator)
-                obs[t] = self.obs
-                starts[t] = self.episode_start
-                values[t] = net.value(critic)
-                log_probs[t] = head.log_prob(dist, action)
+                action, log_prob, value, self.state = act(self.obs, self.state,
+                                                          self.episode_start, self.generator)
                 actions.append(action)
+                log_probs.append(log_prob)
+                values.append(value)
                 next_obs, reward, term, trunc, infos = self.envs.step(
                     env_actions(action, self.action_space))
-                rewards[t] = torch.as_tensor(reward, dtype=torch.float32)
-                terminated[t] = torch.as_tensor(term, dtype=torch.float32)
-                ended = np.logical_or(term, trunc)
-                episode_end[t] = torch.as_tensor(ended, dtype=torch.float32)
-                self.obs = torch.as_tensor(next_obs, device=self.device)
-                self.episode_start = episode_end[t].clone()
+                rewards[t] = reward
+                terminated[t] = term
+                starts[t + 1] = np.logical_or(term, trunc)
+                obs[t + 1] = next_obs
+                self.obs = (torch.from_numpy(obs[t + 1]) if device.type == "cpu"
+                            else torch.as_tensor(obs[t + 1], device=device))
+                if net.recurrent:  # a feed-forward network does not read it
+                    self.episode_start = torch.as_tensor(starts[t + 1], device=device)
                 # V of the next state: the next step's value, but for a truncated episode
                 # the value of its final observation, with the state it would have seen.
-                truncated_only = np.flatnonzero(np.logical_and(trunc, np.logical_not(term)))
-                if len(truncated_only):
-                    final = torch.as_tensor(np.stack([infos["final_obs"][i]
-                                                      for i in truncated_only]),
-                                            device=self.device)
-                    rows = torch.as_tensor(truncated_only, device=self.device)
-                    sub_state = [(h[:, rows], c[:, rows]) for h, c in self.state]
-                    _, final_critic, _ = net.features(final, sub_state,
-                                                      torch.zeros(len(rows), device=self.device))
-                    final_values = torch.zeros(n, device=self.device)
-                    final_values[rows] = net.value(final_critic)
-                    next_values[t] = final_values
-                else:
-                    next_values[t] = 0.0
-                ended_returns, ended_lengths = finished_episodes(infos)
-                returns += ended_returns
-                lengths += ended_lengths
-            _, critic, _ = net.features(self.obs, self.state, self.episode_start)
-            bootstrap = net.value(critic)
-            following = torch.cat([values[1:], bootstrap.unsqueeze(0)])
+                if trunc.any():
+                    truncated_only = np.flatnonzero(np.logical_and(trunc, np.logical_not(term)))
+                    if len(truncated_only):
+                        final = torch.as_tensor(np.stack([infos["final_obs"][i]
+                                                          for i in truncated_only]),
+                                                device=device)
+                        rows = torch.as_tensor(truncated_only, device=device)
+                        sub_state = [(h[:, rows], c[:, rows]) for h, c in self.state]
+                        next_values[t, rows] = net.critic_value(
+                            final, sub_state, torch.zeros(len(rows), device=device))
+                if "final_info" in infos:
+                    ended_returns, ended_lengths = finished_episodes(infos)
+                    returns += ended_returns
+                    lengths += ended_lengths
+            self.episode_start = torch.as_tensor(starts[n_steps], device=device)
+            bootstrap = net.critic_value(self.obs, self.state, self.episode_start)
+            values_t = torch.stack(values)
+            episode_end = torch.as_tensor(starts[1:], device=device)
+            following = torch.cat([values_t[1:], bootstrap.unsqueeze(0)])
             # Only a truncated step reads next_values at an episode's end; a terminated one
             # multiplies it by 0.
             next_values = torch.where(episode_end > 0, next_values, following)
-            advantages, value_targets = gae(rewards, values, next_values, terminated,
+            advantages, value_targets = gae(torch.as_tensor(rewards, device=device), values_t,
+                                            next_values,
+                                            torch.as_tensor(terminated, device=device),
                                             episode_end, cfg.gamma, cfg.gae_lambda)
         self.steps += n_steps * n
         self.episodes += len(returns)
-        rollout = Rollout(obs, torch.stack(actions), log_probs, values, advantages,
-                          value_targets, starts, initial_state)
+        rollout = Rollout(torch.as_tensor(obs[:n_steps], device=device), torch.stack(actions),
+                          torch.stack(log_probs), values_t, advantages, value_targets,
+                          torch.as_tensor(starts[:n_steps], device=device), initial_state)
         return rollout, returns, lengths
 
     def train_step(self) -> dict[str, float]:
         n_steps = min(self.cfg.n_steps, self.budget_left() // self.cfg.n_envs)
-        rollout, returns, lengths = self._collect(n_steps)
-        fraction_left = 1.0 - self.budget_fraction()
-        if self.cfg.lr_schedule == "linear":
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.cfg.learning_rate * fraction_left
-        metrics = self._update(rollout, fraction_left)
+        with memory_left_unfilled():
+            rollout, returns, lengths = self._collect(n_steps)
+            fraction_left = 1.0 - self.budget_fraction()
+            if self.cfg.lr_schedule == "linear":
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.cfg.learning_rate * fraction_left
+            metrics = self._update(rollout, fraction_left)
         metrics["charts/learning_rate"] = float(self.optimizer.param_groups[0]["lr"])
         if returns:
             metrics["charts/episodic_return"] = float(np.mean(returns))
@@ -282,41 +333,56 @@ class ActorCriticAgent(Agent):
     # -- shared by the updates ------------------------------------------------------
 
     def _evaluate_actions(self, rollout: Rollout, envs: torch.Tensor | None,
-                          flat_index: torch.Tensor | None
+                          flat_index: torch.Tensor | None, entropy_grad: bool = True
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Log-probabilities, entropies and values of the rollout's actions under the
-        current network: for the steps `flat_index` of the flattened rollout
-        (feed-forward), or for the whole sequences of the envs `envs` (recurrent)."""
-        net, head = self.net, self.net.action_head
+        current network: for the steps `flat_index` of the flattened rollout, all of them
+        if None (feed-forward), or for the whole sequences of the envs `envs` (recurrent).
+        Without `entropy_grad` the entropies are computed outside autograd."""
+        actor, critic, actions = self._features(rollout, envs, flat_index)
+        log_probs, entropy = self.net.action_head.log_prob_and_entropy(actor, actions,
+                                                                       entropy_grad)
+        return log_probs, entropy, self.net.head_value(critic)
+
+    def _evaluate_for_entropy_later(self, rollout: Rollout, envs: torch.Tensor | None,
+                                    flat_index: torch.Tensor | None
+                                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`_evaluate_actions` with the head's entropy input (`ActionHead.entropy_from`)
+        in place of the entropies: for a loss without them."""
+        actor, critic, actions = self._features(rollout, envs, flat_index)
+        log_probs, entropy_input = self.net.action_head.log_prob_and_entropy_input(actor,
+                                                                                   actions)
+        return log_probs, entropy_input, self.net.head_value(critic)
+
+    def _features(self, rollout: Rollout, envs: torch.Tensor | None,
+                  flat_index: torch.Tensor | None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Actor features, critic features and actions of the steps `_evaluate_actions`
+        takes."""
+        net = self.net
         if net.recurrent:
             assert envs is not None
             state = [(h[:, envs], c[:, envs]) for h, c in rollout.initial_state]
             actor, critic = net.sequence_features(rollout.obs[:, envs], state,
                                                   rollout.episode_starts[:, envs])
-            actions = rollout.actions[:, envs].flatten(0, 1)
-        else:
-            assert flat_index is not None
-            obs = rollout.obs.flatten(0, 1)[flat_index]
-            starts = rollout.episode_starts.flatten(0, 1)[flat_index]
-            actor, critic, _ = net.features(obs, [], starts)
-            actions = rollout.actions.flatten(0, 1)[flat_index]
-        dist = head.distribution(actor)
-        return head.log_prob(dist, actions), head.entropy(dist), net.value(critic)
+            return actor, critic, rollout.actions[:, envs].flatten(0, 1)
+        obs, actions = rollout.flat_obs, rollout.flat_actions
+        if flat_index is not None:
+            obs, actions = obs[flat_index], actions[flat_index]
+        actor, critic = net.flat_features(obs)
+        return actor, critic, actions
 
     def _select(self, tensor: torch.Tensor, envs: torch.Tensor | None,
                 flat_index: torch.Tensor | None) -> torch.Tensor:
         """`tensor` (T, N) at the same steps as `_evaluate_actions`, flattened."""
         if envs is not None:
             return tensor[:, envs].flatten(0, 1)
-        assert flat_index is not None
+        if flat_index is None:
+            return tensor.flatten(0, 1)
         return tensor.flatten(0, 1)[flat_index]
 
     def _gradient_step(self, loss: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.max_grad_norm > 0:
-            nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.max_grad_norm)
-        self.optimizer.step()
+        self.gradient_step(loss)
         self.updates += 1
 
     def progress(self) -> dict[str, int]:
@@ -343,16 +409,13 @@ class ActorCriticAgent(Agent):
         return {"version": STATE_VERSION, "net": self.net.state_dict()}
 
     def load_policy_state_dict(self, state: dict[str, Any]) -> None:
-        version = state.get("version")
-        if version != STATE_VERSION:
-            raise CheckpointError(f"this checkpoint holds {self.algo} state version {version}, "
-                                  f"and this gymkit reads version {STATE_VERSION}; use it with "
-                                  "the gymkit that wrote it")
+        check_state_version(state, self.algo, STATE_VERSION)
         self.net.load_state_dict(state["net"])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.load_policy_state_dict(state)
         self.optimizer.load_state_dict(state["optimizer"])
+        self.gradient_step.forget()
         self.steps, self.episodes = int(state["steps"]), int(state["episodes"])
         self.updates = int(state["updates"])
         set_numpy_rng_state(self.rng, state["rng"])
@@ -374,22 +437,26 @@ class A2C(ActorCriticAgent):
 
     def _update(self, rollout: Rollout, fraction_left: float) -> dict[str, float]:
         cfg = self.cfg
-        n = cfg.n_envs
-        everything = torch.arange(rollout.actions.shape[0] * n, device=self.device)
-        all_envs = torch.arange(n, device=self.device)
-        envs, index = (all_envs, None) if self.net.recurrent else (None, everything)
-        log_probs, entropy, values = self._evaluate_actions(rollout, envs, index)
-        advantages = self._select(rollout.advantages, envs, index)
+        envs = torch.arange(cfg.n_envs, device=self.device) if self.net.recurrent else None
+        # With ent_coef 0 the entropy adds nothing to the gradient: it is computed for the
+        # metrics only, outside autograd.
+        log_probs, entropy, values = self._evaluate_actions(rollout, envs, None,
+                                                            entropy_grad=cfg.ent_coef > 0)
+        advantages = self._select(rollout.advantages, envs, None)
         if cfg.normalize_advantage:
             advantages = normalized(advantages)
-        returns = self._select(rollout.returns, envs, index)
+        returns = self._select(rollout.returns, envs, None)
         policy_loss = -(advantages * log_probs).mean()
         value_loss = F.mse_loss(values, returns)
         entropy_loss = -entropy.mean()
-        self._gradient_step(policy_loss + cfg.vf_coef * value_loss + cfg.ent_coef * entropy_loss)
-        return {"losses/policy_loss": float(policy_loss.detach()),
-                "losses/value_loss": float(value_loss.detach()),
-                "losses/entropy": float(-entropy_loss.detach())}
+        loss = policy_loss + cfg.vf_coef * value_loss
+        if cfg.ent_coef > 0:
+            loss = loss + cfg.ent_coef * entropy_loss
+        self._gradient_step(loss)
+        policy, value, entropy_value = torch.stack(
+            [policy_loss.detach(), value_loss.detach(), -entropy_loss.detach()]).tolist()
+        return {"losses/policy_loss": policy, "losses/value_loss": value,
+                "losses/entropy": entropy_value}
 
 
 class PPO(ActorCriticAgent):
@@ -399,46 +466,84 @@ class PPO(ActorCriticAgent):
     cfg: PPOConfig
     algo = "ppo"
 
+    METRICS = ("losses/policy_loss", "losses/value_loss", "losses/entropy",
+               "losses/approx_kl", "losses/clip_fraction")
+
     def _update(self, rollout: Rollout, fraction_left: float) -> dict[str, float]:
         cfg = self.cfg
         steps, n = rollout.actions.shape[:2]
         clip = cfg.clip_range * (fraction_left if cfg.clip_range_schedule == "linear" else 1.0)
-        sums: dict[str, list[float]] = {key: [] for key in (
-            "losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/approx_kl",
-            "losses/clip_fraction")}
+        # The rollout's numbers per step side by side, one row each, so that a minibatch
+        # takes them all with one index.
+        columns = [rollout.advantages, rollout.log_probs, rollout.returns]
+        if cfg.clip_range_vf > 0:
+            columns.append(rollout.values)
+        table = torch.stack(columns)
+        flat_table = table.flatten(1, 2)
+        # Each gradient step's losses and ratios, kept as they are (backward has freed what
+        # their graphs held): the metrics are computed for all the steps at once and read
+        # after the last one, unless target_kl needs the KL of each step.
+        policy_losses: list[torch.Tensor] = []
+        value_losses: list[torch.Tensor] = []
+        entropies: list[torch.Tensor] = []  # with ent_coef 0: the head's entropy inputs
+        ratios: list[torch.Tensor] = []
+        log_ratios: list[torch.Tensor] = []
         stop = False
         for _ in range(cfg.n_epochs):
             for envs, index in self._minibatches(steps, n):
-                log_probs, entropy, values = self._evaluate_actions(rollout, envs, index)
-                advantages = self._select(rollout.advantages, envs, index)
+                if cfg.ent_coef > 0:
+                    log_probs, entropy, values = self._evaluate_actions(rollout, envs, index)
+                else:  # the entropies are for the metrics only: all at once, at the end
+                    log_probs, entropy, values = self._evaluate_for_entropy_later(
+                        rollout, envs, index)
+                rows = (flat_table[:, index] if envs is None
+                        else table[:, :, envs].flatten(1, 2))
+                advantages, old_log_probs, returns, *old_values = rows.unbind()
                 if cfg.normalize_advantage:
                     advantages = normalized(advantages)
-                log_ratio = log_probs - self._select(rollout.log_probs, envs, index)
+                log_ratio = log_probs - old_log_probs
                 ratio = log_ratio.exp()
                 policy_loss = clipped_surrogate_loss(ratio, advantages, clip)
-                returns = self._select(rollout.returns, envs, index)
                 if cfg.clip_range_vf > 0:
-                    values = clipped_values(values, self._select(rollout.values, envs, index),
-                                            cfg.clip_range_vf)
+                    values = clipped_values(values, old_values[0], cfg.clip_range_vf)
                 value_loss = F.mse_loss(values, returns)
-                entropy_loss = -entropy.mean()
-                self._gradient_step(policy_loss + cfg.vf_coef * value_loss
-                                    + cfg.ent_coef * entropy_loss)
-                with torch.no_grad():
-                    approx_kl = float(((ratio - 1) - log_ratio).mean())
-                    clipped = float(((ratio - 1).abs() > clip).float().mean())
-                for key, value in (("losses/policy_loss", float(policy_loss.detach())),
-                                   ("losses/value_loss", float(value_loss.detach())),
-                                   ("losses/entropy", float(-entropy_loss.detach())),
-                                   ("losses/approx_kl", approx_kl),
-                                   ("losses/clip_fraction", clipped)):
-                    sums[key].append(value)
-                if cfg.target_kl > 0 and approx_kl > 1.5 * cfg.target_kl:
-                    stop = True
-                    break
+                # With ent_coef 0 the entropy adds nothing to the gradient (see A2C).
+                loss = policy_loss + cfg.vf_coef * value_loss
+                if cfg.ent_coef > 0:
+                    loss = loss + cfg.ent_coef * -entropy.mean()
+                self._gradient_step(loss)
+                policy_losses.append(policy_loss)
+                value_losses.append(value_loss)
+                entropies.append(entropy)
+                ratios.append(ratio)
+                log_ratios.append(log_ratio)
+                if cfg.target_kl > 0:
+                    with torch.no_grad():
+                        stop = float(approx_kl(ratio, log_ratio)) > 1.5 * cfg.target_kl
+                    if stop:
+                        break
             if stop:
                 break
-        metrics = {key: float(np.mean(values)) for key, values in sums.items()}
+        with torch.no_grad():
+            head = self.net.action_head
+            if len({len(r) for r in ratios}) == 1:  # minibatches of one size: all at once
+                ratio_rows = torch.stack(ratios)
+                stats = [approx_kl(ratio_rows, torch.stack(log_ratios)),
+                         clip_fraction(ratio_rows, clip)]
+                entropy_rows = torch.stack(entropies)
+                entropy_means = (head.entropy_from(entropy_rows) if cfg.ent_coef == 0 else
+                                 entropy_rows).mean(dim=-1)
+            else:
+                stats = [torch.stack([approx_kl(r, lr) for r, lr in zip(ratios, log_ratios,
+                                                                        strict=True)]),
+                         torch.stack([clip_fraction(r, clip) for r in ratios])]
+                entropy_means = torch.stack(
+                    [(head.entropy_from(e) if cfg.ent_coef == 0 else e).mean()
+                     for e in entropies])
+            metric_table = torch.stack([torch.stack(policy_losses), torch.stack(value_losses),
+                                        entropy_means, *stats])
+        metrics = {key: float(np.mean(column))
+                   for key, column in zip(self.METRICS, metric_table.tolist(), strict=True)}
         metrics["charts/clip_range"] = clip
         return metrics
 

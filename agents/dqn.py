@@ -41,9 +41,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from agents.replay import ReplayBuffer
+from toolkit.checkpoint import check_state_version
 from toolkit.config import TrainerConfig, check_range, param
 from toolkit.environments import EnvSource
-from toolkit.errors import CheckpointError, ConfigError, IncompatibleEnvError
+from toolkit.errors import ConfigError, IncompatibleEnvError
 from toolkit.nets import make_encoder, resolve_kind
 from toolkit.policy import Policy, epsilon_greedy
 from toolkit.seeding import numpy_rng_state, set_numpy_rng_state
@@ -219,14 +220,6 @@ def flush_denormals(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_flush_denormal(False)
-
-
-def _check_version(state: dict[str, Any]) -> None:
-    version = state.get("version")
-    if version != STATE_VERSION:
-        raise CheckpointError(f"this checkpoint holds dqn state version {version}, and this "
-                              f"gymkit reads version {STATE_VERSION}; use it with the gymkit "
-                              "that wrote it")
 
 
 class QNetwork(nn.Module):
@@ -485,7 +478,7 @@ class DQN(Agent):
         return {"version": STATE_VERSION, "q_net": self.q_net.state_dict()}
 
     def load_policy_state_dict(self, state: dict[str, Any]) -> None:
-        _check_version(state)
+        check_state_version(state, "dqn", STATE_VERSION)
         self.q_net.load_state_dict(state["q_net"])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

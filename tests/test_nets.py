@@ -280,19 +280,46 @@ def test_sequence_equals_step_by_step(space: spaces.Space) -> None:
     state = random_state(rnn, size)
 
     seq_out, (seq_h, seq_c) = rnn.forward_sequence(obs_seq, state, starts)
-    step_out = []
+    # The features alone, without the final state, are the same numbers.
+    assert torch.equal(rnn.sequence_outputs(obs_seq, state, starts), seq_out)
+    step_out, cell_out, cell_state = [], [], state
     for t in range(steps):
         out, state = rnn(obs_seq[t], state, starts[t])
         step_out.append(out)
+        # `step` (torch.lstm_cell) agrees with the module's step.
+        out, cell_state = rnn.step(obs_seq[t], cell_state, starts[t])
+        cell_out.append(out)
     assert seq_out.shape == (steps, size, 8)
     torch.testing.assert_close(seq_out, torch.stack(step_out))
+    torch.testing.assert_close(torch.stack(cell_out), torch.stack(step_out))
     torch.testing.assert_close(seq_h, state[0])
     torch.testing.assert_close(seq_c, state[1])
+    torch.testing.assert_close(cell_state, state)
 
     # Row 1 starts an episode at t=2: from there it is a fresh run over obs_seq[2:].
     fresh, _ = rnn.forward_sequence(obs_seq[2:, [1]], rnn.initial_state(1),
                                     torch.zeros(steps - 2, 1, dtype=torch.bool))
     torch.testing.assert_close(seq_out[2:, 1], fresh[:, 0])
+
+
+def test_a_two_layer_lstm_steps_and_replays_alike() -> None:
+    rnn = recurrent(spaces.Box(-1, 1, (3,)), num_layers=2)
+    steps, size = 5, 4
+    obs_seq = torch.randn(steps, size, 3)
+    starts = torch.zeros(steps, size)
+    starts[1, 0] = starts[4, 1] = starts[0, 2] = 1.0  # env 3 carries its state throughout
+    state = cell_state = random_state(rnn, size)
+    seq_out, seq_state = rnn.forward_sequence(obs_seq, state, starts)
+    outs, cell_outs = [], []
+    for t in range(steps):
+        out, state = rnn(obs_seq[t], state, starts[t])
+        cell, cell_state = rnn.step(obs_seq[t], cell_state, starts[t])
+        outs.append(out)
+        cell_outs.append(cell)
+    torch.testing.assert_close(seq_out, torch.stack(outs))
+    torch.testing.assert_close(torch.stack(cell_outs), torch.stack(outs))
+    torch.testing.assert_close(seq_state, state)
+    torch.testing.assert_close(cell_state, state)
 
 
 def test_episode_start_shape_is_checked() -> None:

@@ -65,6 +65,15 @@ def load_checkpoint(path: str | Path, *, require: tuple[str, ...] = ()) -> dict[
     return dict(body)
 
 
+def check_state_version(state: dict[str, Any], plugin: str, version: int) -> None:
+    """Raise CheckpointError unless `state` holds `plugin`'s state version `version`."""
+    found = state.get("version")
+    if found != version:
+        raise CheckpointError(f"this checkpoint holds {plugin} state version {found}, and this "
+                              f"gymkit reads version {version}; use it with the gymkit that "
+                              "wrote it")
+
+
 def check_state(value: Any, where: str) -> None:
     """Raise CheckpointError naming the first entry of `value` that a checkpoint cannot hold.
 
