@@ -7,13 +7,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from rich.cells import cell_len
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
 from toolkit.cli import app
-from toolkit.data import DATASETS
+from toolkit.data import DATASETS, Dataset, DatasetSource, Split, dataset_source
+from toolkit.data.builtin import load_digits
 from toolkit.environments import ENVS, EnvPreset
 from toolkit.registry import AGENTS, GENERATIVE
 from toolkit.report import break_path, counters_text, eval_rows, fitted_table, render_summary
@@ -54,7 +56,9 @@ def test_list_keeps_long_names_and_ids_whole() -> None:
                              description="A long description " * 6, algo="qlearning"),
              description="A long description " * 6)
     dataset = "a-dataset-with-a-name-as-long-as-they-come"
-    DATASETS.add(dataset, list, description="many words to describe it " * 5,
+    DATASETS.add(dataset, DatasetSource(lambda data_dir: load_digits(None), shape=(1, 8, 8),
+                                        size="1,797", origin="a source with a long name"),
+                 description="many words to describe it " * 5,
                  source="a-package-with-a-long-name")
     try:
         result = invoke("list")
@@ -73,14 +77,18 @@ def test_datasets_table_is_shown_empty_with_a_package_column(
     monkeypatch.setattr(DATASETS, "entries", list)  # none installed, whatever is installed here
     result = invoke("list")
     datasets = result.stdout.split("datasets")[1].split("environments")[0]
-    assert re.search(r"name\s+description\s+package", datasets), datasets
+    assert re.search(r"name\s+shape\s+size\s+source\s+description\s+package", datasets), \
+        datasets
     assert re.search(r"—\s+none registered yet", datasets), datasets
 
 
 def test_datasets_table_names_the_package() -> None:
-    def points() -> list[float]:
+    @dataset_source(shape=(1,), size="3", origin="made up")
+    def points(data_dir: Path | None) -> Dataset:
         """Three points."""
-        return [0.0, 1.0, 2.0]
+        x = np.array([[0.0], [1.0], [2.0]], dtype=np.float32)
+        return Dataset("three-points", {name: Split(x) for name in ("train", "validation",
+                                                                    "test")})
 
     DATASETS.add("three-points", points)
     try:
@@ -88,7 +96,8 @@ def test_datasets_table_names_the_package() -> None:
     finally:
         DATASETS.remove("three-points")
     datasets = result.stdout.split("datasets")[1].split("environments")[0]
-    assert re.search(r"three-points\s+Three points\.\s+\S+", datasets), datasets
+    assert re.search(r"three-points\s+1\s+3\s+made up\s+Three points\.\s+\S+", datasets), \
+        datasets
     assert "none registered yet" not in datasets
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from toolkit.config import TrainerConfig, check_range, param
-from toolkit.data import DATASETS
+from toolkit.data import DATASETS, Dataset, Split, dataset_source
 from toolkit.registry import GENERATIVE
 from toolkit.trainer import GenerativeTrainer, TrainerContext
 
@@ -29,10 +30,14 @@ class ToyConfig(TrainerConfig):
         check_range(self, "batch_size", 1)
 
 
-def toy_dataset() -> torch.Tensor:
+@dataset_source(shape=(2,), size="1,000", origin="generated")
+def toy_dataset(data_dir: Path | None) -> Dataset:
     """1,000 points from N((2, -1), 0.5^2), generated, never downloaded."""
     generator = torch.Generator().manual_seed(123)
-    return torch.randn(1000, 2, generator=generator) * 0.5 + torch.tensor([2.0, -1.0])
+    points = (torch.randn(1000, 2, generator=generator) * 0.5 + torch.tensor([2.0, -1.0]))
+    x = points.numpy()
+    return Dataset("toy-points", {"train": Split(x[:800]), "validation": Split(x[800:900]),
+                                  "test": Split(x[900:])}, value_range=(-1.0, 4.0))
 
 
 class ToyGaussian(GenerativeTrainer):
@@ -44,7 +49,8 @@ class ToyGaussian(GenerativeTrainer):
 
     def __init__(self, cfg: ToyConfig, source: Any, ctx: TrainerContext) -> None:
         super().__init__(cfg, source, ctx)
-        self.train_data, self.test_data = source[:800], source[800:]
+        self.train_data = torch.as_tensor(source.split("train").x)
+        self.test_data = torch.as_tensor(source.split("validation").x)
         self.mean = torch.zeros(2, requires_grad=True)
         self.log_std = torch.zeros(2, requires_grad=True)
         self.optimizer = torch.optim.Adam([self.mean, self.log_std], lr=cfg.lr)

@@ -255,6 +255,9 @@ def run_generative(
     epochs: Annotated[int | None, typer.Option(
         metavar="N", help="training budget in epochs")] = None,
     steps: StepsOpt = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", metavar="DIR", help="where the dataset's files are (mnist's IDX files, "
+                                          "a folder of images)")] = None,
     set_: SetOpt = None,
     config: ConfigOpt = None,
     runs_dir: RunsDirOpt = Path("runs"),
@@ -264,18 +267,20 @@ def run_generative(
     """Train a generative model, e.g. `gymkit run generative vae --dataset digits`."""
     flags = {"seed": seed, "device": device, "steps": steps, "epochs": epochs}
     _train("generative", dataset, model, flags, set_, config, runs_dir, quiet,
-           show_networks=summary)
+           show_networks=summary, data_dir=data_dir)
 
 
 def _train(kind: str, target: str | None, plugin: str | None, flags: dict[str, Any],
            assignments: list[str] | None, config: Path | None, runs_dir: Path,
-           quiet: bool, hyperparams: str | None = None, show_networks: bool = False) -> None:
+           quiet: bool, hyperparams: str | None = None, show_networks: bool = False,
+           data_dir: Path | None = None) -> None:
     global _active_run
     from toolkit import launch
 
     out = stdout()
     prepared = launch.prepare(kind, target, plugin, config_file=config,
-                              assignments=assignments, flags=flags, hyperparams=hyperparams)
+                              assignments=assignments, flags=flags, hyperparams=hyperparams,
+                              data_dir=data_dir)
     if show_networks:
         print_networks(out, prepared.trainer, prepared.spec["plugin"])
     runner = launch.start(prepared, runs_dir, console=out, quiet=quiet)
@@ -406,14 +411,22 @@ def list_plugins() -> None:
     out = stdout()
     width = out.width
     none = ("—", "none registered yet", "")
-    for title, registry in (("agents", AGENTS), ("generative trainers", GENERATIVE),
-                            ("datasets", DATASETS)):
+    for title, registry in (("agents", AGENTS), ("generative trainers", GENERATIVE)):
         rows = [(e.name, f"UNUSABLE: {e.error}" if e.error else e.description, e.source)
                 for e in registry.entries()] or [none]
         out.print(fitted_table(title, ("name", "description", "package"), rows, width,
                                shrink=("description", "package"),
                                floors={"package": _package_floor(rows)}))
         out.print()
+    data_rows = [(e.name, "", "", "", f"UNUSABLE: {e.error}", e.source) if e.error else
+                 (e.name, e.obj.shape_text(), e.obj.size, e.obj.origin, e.description, e.source)
+                 for e in DATASETS.entries()] or [("—", "", "", "", "none registered yet", "")]
+    out.print(fitted_table("datasets", ("name", "shape", "size", "source", "description",
+                                        "package"), data_rows, width,
+                           shrink=("description", "source", "package", "size"),
+                           floors={"package": _package_floor(data_rows), "source": 12,
+                                   "size": 8, "description": 15}))
+    out.print()
     env_rows = []
     origins: set[str] = set()
     for env_entry in ENVS.entries():

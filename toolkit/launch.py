@@ -56,10 +56,12 @@ def prepare(
     assignments: list[str] | None = None,
     flags: dict[str, Any] | None = None,
     hyperparams: str | None = None,
+    data_dir: str | Path | None = None,
 ) -> Prepared:
     """Resolve names, merge config layers, build the trainer. Creates no files.
 
-    `hyperparams` names one of the env preset's named hyperparameter sets (``--preset``)."""
+    `hyperparams` names one of the env preset's named hyperparameter sets (``--preset``);
+    `data_dir` is where a generative trainer's dataset reads its files (``--data-dir``)."""
     registry = KINDS[kind]
     preset: EnvPreset | None = None
     named: dict[str, Any] | None = None
@@ -84,6 +86,11 @@ def prepare(
             raise GymkitError(f"{plugin} has no default dataset; pass --dataset")
         DATASETS.entry(target)
         source_spec = {"dataset": target}
+        if data_dir is not None:
+            source_spec["data_dir"] = str(Path(data_dir).expanduser().resolve())
+    elif data_dir is not None:
+        raise GymkitError("--data-dir is for a generative trainer's dataset; an agent's env "
+                          "reads no data files")
 
     layers: list[dict[str, Any]] = [dict(cls.default_run)]
     if named is not None:
@@ -164,7 +171,8 @@ def _build(cls: type[Trainer], cfg: cfgs.TrainerConfig, settings: cfgs.RunSettin
             if note is not None:
                 spec["device_note"] = note
     else:
-        source = DATASETS.get(spec["dataset"])()
+        data_dir = spec.get("data_dir")
+        source = DATASETS.get(spec["dataset"]).load(Path(data_dir) if data_dir else None)
     unit, amount = settings.budget()
     return cls(cfg, source, TrainerContext(device, settings.seed, Budget(unit, amount), run_dir))
 
@@ -219,7 +227,7 @@ def rebuild(path: str | Path) -> tuple[RunDir, Prepared]:
     cfg = cfgs.build(cls.Config, spec["config"])
     settings = cfgs.build(cfgs.RunSettings, spec["run"])
     spec = {k: spec[k] for k in ("kind", "plugin", "plugin_package", "target", "config", "run",
-                                 "env", "dataset") if k in spec}
+                                 "env", "dataset", "data_dir") if k in spec}
     return rundir, Prepared(_build(cls, cfg, settings, spec, rundir.path), settings, spec)
 
 

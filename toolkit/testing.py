@@ -54,7 +54,7 @@ def make_trainer(cls: type[Trainer], target: str, overrides: dict[str, Any] | No
         import torch  # noqa: F401 - imported before seeding, as the launcher does
 
     seed_everything(seed)
-    source: Any = resolve_env(target)[0] if cls.kind == "agent" else DATASETS.get(target)()
+    source: Any = resolve_env(target)[0] if cls.kind == "agent" else DATASETS.get(target).load(None)
     budget = budget or Budget(cls.budget_units[0], UNLIMITED)
     return cls(cfg, source, TrainerContext("cpu", seed, budget))
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from toolkit.config import TrainerConfig, check_range, param
+from toolkit.data import Dataset
 from toolkit.errors import GymkitError
 from toolkit.images import heatmap
 from toolkit.registry import GENERATIVE
@@ -58,16 +59,15 @@ class GaussianMixture(GenerativeTrainer):
     cfg: MixtureConfig
     default_dataset = "template-blobs"
 
-    def __init__(self, cfg: MixtureConfig, source: dict[str, torch.Tensor],
-                 ctx: TrainerContext) -> None:
+    def __init__(self, cfg: MixtureConfig, source: Dataset, ctx: TrainerContext) -> None:
         super().__init__(cfg, source, ctx)
-        train = source["train"]
+        train = torch.as_tensor(source.split("train").x)
         if train.dim() != 2 or len(train) < cfg.components:
             raise GymkitError(f"{NAME} needs a 2-D tensor of at least {cfg.components} points, "
                               f"got shape {tuple(train.shape)}; pick another --dataset")
         self.device = torch.device(ctx.device)
         self.train_data = train.to(self.device)  # whole batches live on the device
-        self.test_data = source["test"].to(self.device)
+        self.test_data = torch.as_tensor(source.split("validation").x, device=self.device)
         self.generator = torch.Generator().manual_seed(ctx.seed)  # init and data order
         first = torch.randperm(len(train), generator=self.generator)[:cfg.components]
         self.model = Mixture(train[first]).to(self.device)
