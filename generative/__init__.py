@@ -1,1 +1,8 @@
-"""Generative trainers (VAE, DCGAN, autoencoders, RBM/DBN) register here as they arrive."""
+"""Generative trainers. Importing this package registers them in `toolkit.registry.GENERATIVE`,
+lazily (by ``"module:Class"``): listing them never imports torch."""
+
+from toolkit.registry import GENERATIVE
+
+GENERATIVE.add_lazy("vae", "generative.vae:VAETrainer",
+                    description="Variational autoencoder: MLP or conv, Bernoulli or Gaussian "
+                    "pixels, beta and KL warm-up, importance-weighted NLL")

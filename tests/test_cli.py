@@ -150,7 +150,7 @@ def test_tensorboard_launches_on_the_runs_dir(trained: Path,
      "has no default agent; pass --algo (one of: a2c, a2c-lstm, dqn, ppo, ppo-lstm, qlearning, "
      "sb3-a2c, sb3-dqn, sb3-ppo)"),
     (["run", "agent", "frozenlake", "--device", "cuda"], "CUDA is not available"),
-    (["run", "generative", "vae"], "unknown generative 'vae'"),
+    (["run", "generative", "vea"], "unknown generative 'vea' (did you mean: vae?)"),
     (["run", "agent", "taxi", "--epochs", "3"], "No such option: --epochs"),
     (["run", "agent", "taxi", "--steps", "many"], "Invalid value for '--steps'"),
     (["run", "agent", "frozenlake", "--seed", "-1"], "seed must be in [0, 4294967295], got -1"),

@@ -228,3 +228,17 @@ def test_a_dataset_that_is_not_a_source_is_unusable_with_the_fix() -> None:
     registry.add("bare", lambda: None, source="someone")  # type: ignore[arg-type,return-value]
     error = registry.entries()[0].error
     assert error is not None and "@dataset_source(" in error
+
+
+def test_image_grid_lays_out_a_batch_with_padding() -> None:
+    from toolkit.images import image_grid
+
+    batch = np.zeros((5, 1, 2, 3))
+    batch[4] = 1.0  # the fifth image white
+    grid = image_grid(batch, columns=2, padding=1)
+    assert grid.shape == (3 * 3 + 1, 2 * 4 + 1, 3) and grid.dtype == np.uint8
+    assert (grid[1:3, 1:4] == 0).all()  # the first image, after one pixel of padding
+    assert (grid[7:9, 1:4] == 255).all() and (grid[7:9, 5:8] == 255).all()  # image 5, then pad
+    assert image_grid(np.full((1, 3, 2, 2), 0.5), scale=3).shape == (2 * 3 + 4, 2 * 3 + 4, 3)
+    with pytest.raises(ValueError, match="needs a batch"):
+        image_grid(np.zeros((2, 2, 4, 4)))

@@ -255,6 +255,8 @@ def run_generative(
     epochs: Annotated[int | None, typer.Option(
         metavar="N", help="training budget in epochs")] = None,
     steps: StepsOpt = None,
+    preset: Annotated[str | None, typer.Option(
+        metavar="NAME", help="a named hyperparameter set of the model, e.g. textbook")] = None,
     data_dir: Annotated[Path | None, typer.Option(
         "--data-dir", metavar="DIR", help="where the dataset's files are (mnist's IDX files, "
                                           "a folder of images)")] = None,
@@ -266,7 +268,7 @@ def run_generative(
 ) -> None:
     """Train a generative model, e.g. `gymkit run generative vae --dataset digits`."""
     flags = {"seed": seed, "device": device, "steps": steps, "epochs": epochs}
-    _train("generative", dataset, model, flags, set_, config, runs_dir, quiet,
+    _train("generative", dataset, model, flags, set_, config, runs_dir, quiet, preset,
            show_networks=summary, data_dir=data_dir)
 
 
@@ -345,6 +347,52 @@ def resume(
     _finish(runner, runner.run(checkpoint), out)
 
 
+@app.command("sample", cls=GymkitCommand)
+def sample(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR",
+                                            help="run directory of a generative model")],
+    n: Annotated[int, typer.Option("--n", metavar="N", help="how many samples")] = 64,
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="the PNG to write")
+                   ] = Path("samples.png"),
+    checkpoint: Annotated[str, typer.Option(metavar="last|best", help="which checkpoint")
+                          ] = "last",
+    seed: Annotated[int, typer.Option(metavar="N", help="seed of the samples")] = 0,
+) -> None:
+    """Write a grid of samples from a generative model's checkpoint as a PNG."""
+    from PIL import Image
+
+    from toolkit import launch
+    from toolkit.checkpoint import load_checkpoint
+    from toolkit.images import image_grid
+
+    if checkpoint not in ("last", "best"):
+        raise GymkitError(f"--checkpoint must be last or best, got '{checkpoint}'")
+    if n < 1:
+        raise GymkitError(f"--n must be positive, got {n}")
+    if out.suffix.lower() != ".png":
+        raise GymkitError(f"--out {out} must name a .png file")
+    if out.exists():
+        raise GymkitError(f"{out} exists already; choose another --out (nothing is "
+                          "overwritten)")
+    rundir, prepared = launch.rebuild(run_dir)
+    trainer = prepared.trainer
+    if prepared.spec["kind"] != "generative":
+        raise GymkitError(f"{run_dir} is an agent's run; gymkit sample draws from generative "
+                          "models")
+    state = load_checkpoint(rundir.checkpoint(checkpoint), require=("trainer",))["trainer"]
+    trainer.load_policy_state_dict(state)
+    try:
+        images = trainer.sample(n, seed)  # type: ignore[attr-defined]
+    except NotImplementedError as exc:
+        raise GymkitError(f"{prepared.spec['plugin']} cannot draw samples") from exc
+    finally:
+        trainer.close()
+    scale = max(1, 56 // images.shape[-1])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image_grid(images, scale=scale)).save(out)
+    print_path(stdout(), f"{n} samples of {checkpoint}.pt written to", out)
+
+
 @app.command("eval", cls=GymkitCommand)
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR",
@@ -357,6 +405,9 @@ def evaluate(
         help="show the episodes: ansi in the terminal, human in a window")] = None,
     video: Annotated[Path | None, typer.Option(
         metavar="DIR", help="record mp4 videos into this new folder")] = None,
+    nll_samples: Annotated[int | None, typer.Option(
+        "--nll-samples", metavar="K", help="a generative model's importance-weighted negative "
+                                           "log-likelihood with K samples (eval/nll_iw)")] = None,
 ) -> None:
     """Evaluate a trained run's checkpoint, optionally rendering or recording it.
 
@@ -379,6 +430,13 @@ def evaluate(
     out = stdout()
     rundir, prepared = launch.rebuild(run_dir)
     trainer = prepared.trainer
+    if nll_samples is not None:
+        if nll_samples < 1:
+            raise GymkitError(f"--nll-samples must be positive, got {nll_samples}")
+        if not hasattr(trainer.cfg, "nll_samples"):
+            raise GymkitError(f"{prepared.spec['plugin']} has no likelihood estimate; drop "
+                              "--nll-samples")
+        trainer.cfg.nll_samples = nll_samples
     state = load_checkpoint(rundir.checkpoint(checkpoint), require=("trainer",))["trainer"]
     trainer.load_policy_state_dict(state)
     try:
@@ -386,7 +444,7 @@ def evaluate(
             mode = render.value if render else "rgb_array"
             metrics = watch(trainer, episodes or 1, mode, video, out)
         else:
-            from toolkit.runner import FINAL_EVAL_SEED
+            from toolkit.trainer import FINAL_EVAL_SEED
 
             metrics = trainer.evaluate(episodes or 1000, prepared.settings.seed + FINAL_EVAL_SEED)
     finally:

@@ -1,4 +1,4 @@
-"""Small image helpers for TensorBoard: scalar fields as colour heatmaps."""
+"""Small image helpers for TensorBoard: scalar fields as colour heatmaps, image grids."""
 
 from __future__ import annotations
 
@@ -25,3 +25,27 @@ def heatmap(values: np.ndarray, *, cell: int = 32) -> np.ndarray:
     rgb = _VIRIDIS[index] * (1 - frac) + _VIRIDIS[index + 1] * frac
     image = np.repeat(np.repeat(rgb, cell, axis=0), cell, axis=1)
     return np.ascontiguousarray(image.round().astype(np.uint8))
+
+
+def image_grid(images: np.ndarray, *, columns: int = 8, padding: int = 2, scale: int = 1,
+               pad_value: float = 1.0) -> np.ndarray:
+    """A batch ``(N, C, H, W)`` of values in [0, 1] (C = 1 or 3) -> one HWC uint8 RGB image,
+    `columns` to a row, `padding` pixels between them, each pixel drawn `scale` times.
+
+    What torchvision's ``make_grid`` does; torchvision is an optional dependency (its PyPI
+    wheels cannot be imported beside a CPU-only torch build), and this is a few lines."""
+    images = np.asarray(images, dtype=np.float64)
+    if images.ndim != 4 or images.shape[1] not in (1, 3) or len(images) == 0:
+        raise ValueError(f"image_grid needs a batch (N, 1 or 3, H, W), got shape {images.shape}")
+    if images.shape[1] == 1:
+        images = np.repeat(images, 3, axis=1)
+    images = np.repeat(np.repeat(np.clip(images, 0.0, 1.0), scale, axis=2), scale, axis=3)
+    n, _, height, width = images.shape
+    columns = min(columns, n)
+    rows = -(-n // columns)
+    step_y, step_x = height + padding, width + padding
+    grid = np.full((3, rows * step_y + padding, columns * step_x + padding), pad_value)
+    for i, image in enumerate(images):
+        y, x = padding + (i // columns) * step_y, padding + (i % columns) * step_x
+        grid[:, y:y + height, x:x + width] = image
+    return np.ascontiguousarray((grid.transpose(1, 2, 0) * 255).round().astype(np.uint8))

@@ -86,6 +86,8 @@ def prepare(
             raise GymkitError(f"{plugin} has no default dataset; pass --dataset")
         DATASETS.entry(target)
         source_spec = {"dataset": target}
+        if hyperparams is not None:
+            named = _model_preset(entry.name, cls, hyperparams)
         if data_dir is not None:
             source_spec["data_dir"] = str(Path(data_dir).expanduser().resolve())
     elif data_dir is not None:
@@ -144,6 +146,18 @@ def _named_hyperparams(target: str, preset: EnvPreset | None, name: str) -> dict
             raise ConfigError(f"--preset {name}: the environment {target} has no named "
                               "hyperparameter sets; drop --preset")
         raise ConfigError(f"--preset {name}: {target} has no such hyperparameter set"
+                          f"{did_you_mean(name, sets)}; it has {', '.join(sorted(sets))}")
+    return sets[name]
+
+
+def _model_preset(plugin: str, cls: type[Trainer], name: str) -> dict[str, Any]:
+    """The generative trainer's hyperparameter set `name`, with a clear error if there is none."""
+    sets: dict[str, dict[str, Any]] = getattr(cls, "presets", {})
+    if name not in sets:
+        if not sets:
+            raise ConfigError(f"--preset {name}: {plugin} has no named hyperparameter sets; "
+                              "drop --preset")
+        raise ConfigError(f"--preset {name}: {plugin} has no such hyperparameter set"
                           f"{did_you_mean(name, sets)}; it has {', '.join(sorted(sets))}")
     return sets[name]
 

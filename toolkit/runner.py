@@ -38,12 +38,8 @@ from toolkit.logger import RunLogger
 from toolkit.plugin_checks import check_metrics
 from toolkit.rundir import RunDir
 from toolkit.seeding import global_rng_state, set_global_rng_state
-from toolkit.trainer import Trainer
+from toolkit.trainer import FINAL_EVAL_SEED, PERIODIC_EVAL_SEED, Trainer
 
-#: Offsets from the run's seed: every periodic evaluation replays the same episodes, and the
-#: final one plays fresh episodes that chose neither best.pt nor any hyperparameter.
-PERIODIC_EVAL_SEED = 1_000_003
-FINAL_EVAL_SEED = 2_000_003
 TRACEBACK_FILE = "traceback.txt"
 #: Folders of a trainer's big state (`Trainer.save_extra`), one per last.pt, named in it.
 EXTRA_PREFIX = "last-extra-"

@@ -24,6 +24,12 @@ from toolkit.config import TrainerConfig
 from toolkit.evaluation import evaluate_policy
 from toolkit.policy import Policy
 
+#: Offsets from the run's seed that the runner passes to `Trainer.evaluate`: every periodic
+#: evaluation replays the same episodes, and the final one plays fresh episodes that chose
+#: neither best.pt nor any hyperparameter (a generative trainer: the test split).
+PERIODIC_EVAL_SEED = 1_000_003
+FINAL_EVAL_SEED = 2_000_003
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -195,7 +201,10 @@ class Agent(Trainer):
 
 
 class GenerativeTrainer(Trainer):
-    """A generative model trained on a dataset."""
+    """A generative model trained on a dataset (a `toolkit.data.Dataset`).
+
+    Periodic evaluations measure the validation split; the final one, and `gymkit eval`,
+    the test split (`eval_split`)."""
 
     kind: ClassVar[str] = "generative"
     progress_unit: ClassVar[str] = "epochs"
@@ -206,3 +215,16 @@ class GenerativeTrainer(Trainer):
     eval_metric: ClassVar[str] = "eval/loss"
     eval_higher_is_better: ClassVar[bool] = False
     default_dataset: ClassVar[str] = "digits"
+    #: Named hyperparameter sets, chosen with ``--preset NAME``: config keys and run
+    #: settings (``epochs``) as a config file would give them.
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def eval_split(self, seed: int) -> str:
+        """The split an evaluation with `seed` measures: ``test`` for the final evaluation
+        (and `gymkit eval`), ``validation`` for the periodic ones."""
+        return "test" if seed == self.seed + FINAL_EVAL_SEED else "validation"
+
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        """`n` samples from the model, drawn with `seed`, as a batch ``(n, C, H, W)`` in
+        [0, 1] (for `gymkit sample`)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot sample")
