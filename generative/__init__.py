@@ -6,3 +6,6 @@ from toolkit.registry import GENERATIVE
 GENERATIVE.add_lazy("vae", "generative.vae:VAETrainer",
                     description="Variational autoencoder: MLP or conv, Bernoulli or Gaussian "
                     "pixels, beta and KL warm-up, importance-weighted NLL")
+GENERATIVE.add_lazy("autoencoder", "generative.autoencoder:AutoencoderTrainer",
+                    description="Autoencoders: undercomplete, deep, conv, sparse, denoising, "
+                    "contractive (--set variant=NAME)")

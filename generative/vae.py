@@ -29,14 +29,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from generative.image_trainer import ImageTrainer
 from toolkit.checkpoint import check_state_version
 from toolkit.config import TrainerConfig, check_range, param
 from toolkit.data import Dataset
-from toolkit.data.loader import ShuffledBatches, binarized, to_tensors
+from toolkit.data.loader import binarized
 from toolkit.errors import ConfigError, GymkitError
 from toolkit.images import image_grid
 from toolkit.nets.mlp import MLP
-from toolkit.trainer import GenerativeTrainer, TrainerContext
+from toolkit.trainer import TrainerContext
 
 STATE_VERSION = 1
 #: The fixed binarization of the evaluation splits draws from this seed (not the run's): every
@@ -158,7 +159,7 @@ def conv_networks(shape: tuple[int, ...], cfg: VAEConfig) -> tuple[nn.Module, in
     return encoder, math.prod(small), decoder
 
 
-class VAETrainer(GenerativeTrainer):
+class VAETrainer(ImageTrainer):
     """Variational autoencoder: MLP or conv, Bernoulli or Gaussian pixels, beta, KL warm-up."""
 
     Config = VAEConfig
@@ -174,28 +175,15 @@ class VAETrainer(GenerativeTrainer):
     }
 
     def __init__(self, cfg: VAEConfig, source: Dataset, ctx: TrainerContext) -> None:
-        super().__init__(cfg, source, ctx)
-        if not source.is_image:
-            raise GymkitError(f"vae needs images (C, H, W), but {source.name} holds samples of "
-                              f"shape {source.shape}; pick an image --dataset")
-        self.device = torch.device(ctx.device)
-        self.dataset = source
-        # Batches, binarization and the reparameterization noise; the weights are initialized
-        # from the global RNG, which the launcher seeds.
-        self.generator = torch.Generator().manual_seed(ctx.seed)
+        super().__init__(cfg, source, ctx, name="vae", batch_size=cfg.batch_size)
         self.model = VAE(source.shape, cfg).to(self.device)
         self.optimizer: torch.optim.Optimizer = (
             torch.optim.Adam(self.model.parameters(), lr=cfg.lr) if cfg.optimizer == "adam"
             else torch.optim.RMSprop(self.model.parameters(), lr=cfg.lr, alpha=0.9, eps=1e-7))
-        self.train_x, _ = to_tensors(source.split("train"), self.device)
-        self.batches = ShuffledBatches(len(self.train_x), cfg.batch_size, self.generator,
-                                       self.device)
-        self.steps = 0
-        self._eval_data: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
         # The fixed inputs of the logged images: noise for samples, images to reconstruct.
         noise = torch.Generator().manual_seed(ctx.seed + 1)
         self.fixed_z = torch.randn(64, cfg.latent_dim, generator=noise).to(self.device)
-        self.fixed_x = self._eval_split("validation")[0][:8]
+        self.fixed_x = self.eval_data("validation")[0][:8]
 
     # -- data -------------------------------------------------------------------------
 
@@ -209,16 +197,13 @@ class VAETrainer(GenerativeTrainer):
                           else None)
         return x
 
-    def _eval_split(self, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A split as the model is measured on it: binarized once, the same in every run."""
-        if name not in self._eval_data:
-            x, y = to_tensors(self.dataset.split(name), self.device)
-            if self._bernoulli() and self.cfg.binarize != "none":
-                fixed = torch.Generator().manual_seed(EVAL_BINARIZATION_SEED)
-                how = "dynamic" if self.cfg.binarize == "dynamic" else "threshold"
-                x = binarized(x.cpu(), how, fixed).to(self.device)
-            self._eval_data[name] = (x, y)
-        return self._eval_data[name]
+    def prepare_eval(self, x: torch.Tensor) -> torch.Tensor:
+        """For a Bernoulli likelihood, binarized once: the same images in every run."""
+        if not self._bernoulli() or self.cfg.binarize == "none":
+            return x
+        fixed = torch.Generator().manual_seed(EVAL_BINARIZATION_SEED)
+        how = "dynamic" if self.cfg.binarize == "dynamic" else "threshold"
+        return binarized(x.cpu(), how, fixed).to(self.device)
 
     # -- training ---------------------------------------------------------------------
 
@@ -227,15 +212,13 @@ class VAETrainer(GenerativeTrainer):
         warmup = self.cfg.kl_warmup_epochs
         if warmup == 0:
             return self.cfg.beta
-        done = self.batches.epochs + self.batches.position / self.batches.batches_per_epoch
-        return self.cfg.beta * min(1.0, done / warmup)
+        return self.cfg.beta * min(1.0, self.epoch_fraction() / warmup)
 
     def train_step(self) -> dict[str, float]:
-        limit = self.budget_left() if self.ctx.budget.unit == "steps" else None
         model = self.model
         totals = torch.zeros(3, device=self.device)
         count = 0
-        for index in self.batches.batches(limit):
+        for index in self.batches():
             x = self._train_batch(index)
             mean, log_var = model.encode(x)
             eps = torch.randn(mean.shape, generator=self.generator).to(self.device)
@@ -248,7 +231,6 @@ class VAETrainer(GenerativeTrainer):
             self.optimizer.step()
             totals += torch.stack([loss.detach(), recon.detach(), kl.detach()])
             count += 1
-            self.steps += 1
         loss_value, recon_value, kl_value = (totals / max(count, 1)).tolist()
         return {"losses/loss": loss_value, "losses/recon": recon_value, "losses/kl": kl_value,
                 "charts/kl_weight": self.kl_weight()}
@@ -257,7 +239,7 @@ class VAETrainer(GenerativeTrainer):
 
     @torch.no_grad()
     def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
-        x, _ = self._eval_split(self.eval_split(seed))
+        x, _ = self.eval_data(self.eval_split(seed))
         generator = torch.Generator().manual_seed(seed)
         recon_sum = kl_sum = nll_sum = 0.0
         for chunk in x.split(EVAL_CHUNK):
@@ -303,7 +285,7 @@ class VAETrainer(GenerativeTrainer):
     @torch.no_grad()
     def images(self) -> dict[str, np.ndarray]:
         model = self.model
-        scale = max(1, 56 // self.dataset.shape[-1])  # 8x8 digits drawn 7 times larger
+        scale = self.image_scale
         originals = self.fixed_x
         recon = model.mean_image(model.decode(model.encode(originals)[0]))
         pairs = torch.cat([originals, recon]).cpu().numpy()
@@ -319,16 +301,13 @@ class VAETrainer(GenerativeTrainer):
             manifold = model.mean_image(model.decode(grid.to(self.device))).cpu().numpy()
             result["samples/manifold"] = image_grid(manifold, columns=side, padding=0,
                                                     scale=scale)
-            x, y = self._eval_split("validation")
+            x, y = self.eval_data("validation")
             means = torch.cat([model.encode(chunk)[0] for chunk in x.split(EVAL_CHUNK)])
             result["images/latent_scatter"] = scatter_image(
                 means.cpu().numpy(), None if y is None else y.cpu().numpy())
         return result
 
     # -- the rest of the interface ----------------------------------------------------
-
-    def progress(self) -> dict[str, int]:
-        return {"epochs": self.batches.epochs, "steps": self.steps}
 
     def networks(self) -> dict[str, tuple[Any, tuple[Any, ...]]]:
         return {"vae": (self.model, (self.train_x[:1],))}
@@ -338,8 +317,7 @@ class VAETrainer(GenerativeTrainer):
 
     def state_dict(self) -> dict[str, Any]:
         return {"version": STATE_VERSION, "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "steps": self.steps,
-                "batches": self.batches.state_dict(), "generator": self.generator.get_state()}
+                "optimizer": self.optimizer.state_dict(), **self.data_state()}
 
     def policy_state_dict(self) -> dict[str, Any]:
         return {"version": STATE_VERSION, "model": self.model.state_dict()}
@@ -351,9 +329,7 @@ class VAETrainer(GenerativeTrainer):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.load_policy_state_dict(state)
         self.optimizer.load_state_dict(state["optimizer"])
-        self.steps = int(state["steps"])
-        self.batches.load_state_dict(state["batches"])
-        self.generator.set_state(state["generator"])
+        self.load_data_state(state)
 
 
 def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:

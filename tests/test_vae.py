@@ -72,7 +72,7 @@ def test_the_vae_beats_independent_pixels_on_digits() -> None:
     validation = trainer.seed + PERIODIC_EVAL_SEED
     before = trainer.evaluate(1, validation)["eval/neg_elbo"]
     after = train(trainer).evaluate(1, validation)
-    x, _ = trainer._eval_split("validation")
+    x, _ = trainer.eval_data("validation")
     p = trainer.train_x.mean(0).clamp(1e-3, 1 - 1e-3)  # each pixel's frequency
     independent = float(-(x * p.log() + (1 - x) * (1 - p).log()).flatten(1).sum(1).mean())
     assert before > 43.0
@@ -102,7 +102,7 @@ def test_the_importance_weighted_nll_with_the_prior_as_proposal_is_plain_monte_c
         for head in (model.mean, model.log_var):
             head.weight.zero_()
             head.bias.zero_()
-    x, _ = trainer._eval_split("test")
+    x, _ = trainer.eval_data("test")
     x = x[:7]
     got = trainer.importance_weighted_nll(x, 9, torch.Generator().manual_seed(4))
     z = torch.randn((9, 7, trainer.cfg.latent_dim), generator=torch.Generator().manual_seed(4))
@@ -120,10 +120,10 @@ def test_the_final_evaluation_measures_the_test_split() -> None:
                         for offset in (FINAL_EVAL_SEED, PERIODIC_EVAL_SEED))
     assert test != validation
     # Dynamic binarization: evaluations see one fixed draw, the same whatever the run's seed.
-    x, _ = trainer._eval_split("test")
+    x, _ = trainer.eval_data("test")
     assert set(x.unique().tolist()) == {0.0, 1.0}
-    assert torch.equal(x, vae(seed=7, epochs=1)._eval_split("test")[0])
-    threshold = vae(epochs=1, binarize="threshold")._eval_split("test")[0]
+    assert torch.equal(x, vae(seed=7, epochs=1).eval_data("test")[0])
+    threshold = vae(epochs=1, binarize="threshold").eval_data("test")[0]
     assert not torch.equal(x, threshold)
     grey = torch.as_tensor(trainer.dataset.split("test").x)
     assert torch.equal(threshold, (grey > 0.5).float())

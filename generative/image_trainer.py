@@ -1,0 +1,80 @@
+"""What the image models share: the dataset on the device, shuffled batches, counters, state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from toolkit.config import TrainerConfig
+from toolkit.data import Dataset
+from toolkit.data.loader import ShuffledBatches, to_tensors
+from toolkit.errors import GymkitError
+from toolkit.trainer import GenerativeTrainer, TrainerContext
+
+
+class ImageTrainer(GenerativeTrainer):
+    """A generative trainer of images ``(C, H, W)`` in [0, 1].
+
+    The training split lives on the device as one tensor; `batches` hands out its minibatches
+    in a fresh order each epoch, drawn with the trainer's own generator, and stops where a
+    budget in steps ends. Evaluation splits are prepared once (`prepare_eval`) and kept.
+    Subclasses build their model and optimizer, and add them to `state_dict`."""
+
+    def __init__(self, cfg: TrainerConfig, source: Dataset, ctx: TrainerContext, *,
+                 name: str, batch_size: int) -> None:
+        super().__init__(cfg, source, ctx)
+        if not source.is_image:
+            raise GymkitError(f"{name} needs images (C, H, W), but {source.name} holds samples "
+                              f"of shape {source.shape}; pick an image --dataset")
+        self.device = torch.device(ctx.device)
+        self.dataset = source
+        # Batches and the models' noise; weights are initialized from the global RNG, which
+        # the launcher seeds.
+        self.generator = torch.Generator().manual_seed(ctx.seed)
+        self.train_x, self.train_y = to_tensors(source.split("train"), self.device)
+        self.shuffled = ShuffledBatches(len(self.train_x), batch_size, self.generator,
+                                        self.device)
+        self.steps = 0
+        self._eval_data: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+
+    @property
+    def image_scale(self) -> int:
+        """How many times larger to draw an image in a grid (8x8 digits: 7 times)."""
+        return max(1, 56 // self.dataset.shape[-1])
+
+    def batches(self) -> Iterator[torch.Tensor]:
+        """The index batches of this train_step: the rest of the epoch, or of the budget."""
+        limit = self.budget_left() if self.ctx.budget.unit == "steps" else None
+        for index in self.shuffled.batches(limit):
+            self.steps += 1
+            yield index
+
+    def epoch_fraction(self) -> float:
+        """Epochs done, counting the current one's batches so far."""
+        return self.shuffled.epochs + self.shuffled.position / self.shuffled.batches_per_epoch
+
+    def eval_data(self, split: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A split as the model is measured on it (`prepare_eval`), made once."""
+        if split not in self._eval_data:
+            x, y = to_tensors(self.dataset.split(split), self.device)
+            self._eval_data[split] = (self.prepare_eval(x), y)
+        return self._eval_data[split]
+
+    def prepare_eval(self, x: torch.Tensor) -> torch.Tensor:
+        """An evaluation split's images as the model takes them (binarized, say)."""
+        return x
+
+    def progress(self) -> dict[str, int]:
+        return {"epochs": self.shuffled.epochs, "steps": self.steps}
+
+    def data_state(self) -> dict[str, Any]:
+        """The counters and RNG of the data order, for `state_dict`."""
+        return {"steps": self.steps, "batches": self.shuffled.state_dict(),
+                "generator": self.generator.get_state()}
+
+    def load_data_state(self, state: dict[str, Any]) -> None:
+        self.steps = int(state["steps"])
+        self.shuffled.load_state_dict(state["batches"])
+        self.generator.set_state(state["generator"])
