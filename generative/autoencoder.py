@@ -149,7 +149,7 @@ class AutoencoderTrainer(ImageTrainer):
     def __init__(self, cfg: AutoencoderConfig, source: Dataset, ctx: TrainerContext) -> None:
         super().__init__(cfg, source, ctx, name="autoencoder", batch_size=cfg.batch_size)
         self.model = Autoencoder(source.shape, cfg).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.optimizer = self.adam(self.model.parameters(), cfg.lr)
 
     def corrupted(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The denoising variant's input: x plus Gaussian noise, clipped to [0, 1]; x itself

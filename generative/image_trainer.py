@@ -39,6 +39,11 @@ class ImageTrainer(GenerativeTrainer):
         self.steps = 0
         self._eval_data: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
+    def adam(self, params: Iterator[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+        """Adam with torch's fused kernel: one call a step, where the default loops over the
+        parameters in Python on the CPU (40% of a VAE's training step on MNIST)."""
+        return torch.optim.Adam(params, lr=lr, fused=self.device.type in ("cpu", "cuda"))
+
     @property
     def image_scale(self) -> int:
         """How many times larger to draw an image in a grid (8x8 digits: 7 times)."""

@@ -178,8 +178,9 @@ class VAETrainer(ImageTrainer):
         super().__init__(cfg, source, ctx, name="vae", batch_size=cfg.batch_size)
         self.model = VAE(source.shape, cfg).to(self.device)
         self.optimizer: torch.optim.Optimizer = (
-            torch.optim.Adam(self.model.parameters(), lr=cfg.lr) if cfg.optimizer == "adam"
-            else torch.optim.RMSprop(self.model.parameters(), lr=cfg.lr, alpha=0.9, eps=1e-7))
+            self.adam(self.model.parameters(), cfg.lr) if cfg.optimizer == "adam"
+            else torch.optim.RMSprop(self.model.parameters(), lr=cfg.lr, alpha=0.9, eps=1e-7,
+                                     foreach=True))
         # The fixed inputs of the logged images: noise for samples, images to reconstruct.
         noise = torch.Generator().manual_seed(ctx.seed + 1)
         self.fixed_z = torch.randn(64, cfg.latent_dim, generator=noise).to(self.device)

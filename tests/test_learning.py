@@ -120,6 +120,20 @@ def test_rl_benchmark_prints_each_algorithm_against_sb3() -> None:
         assert float(rows["ratio"][1]) == pytest.approx(gymkit / sb3, abs=0.01)
 
 
+def test_generative_benchmark_prints_both_loops_and_their_ratio() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "generative.py"),
+                          "--epochs", "1", "--images", "1200"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+    gymkit, loop = (float(rows[side][3].replace(",", "")) for side in ("gymkit", "DataLoader"))
+    assert float(rows["ratio"][1]) == pytest.approx(gymkit / loop, abs=0.01)
+    assert 100 < float(rows["gymkit"][4]) < 800  # nats per 28x28 image: trained a little
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_dqn_solves_cartpole_within_50k_steps(seed: int, tmp_path: Path) -> None:
     # rl-zoo's tuned DQN settings for CartPole-v1 (envs/presets/cartpole.yaml), 50k steps.
