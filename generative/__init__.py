@@ -9,3 +9,6 @@ GENERATIVE.add_lazy("vae", "generative.vae:VAETrainer",
 GENERATIVE.add_lazy("autoencoder", "generative.autoencoder:AutoencoderTrainer",
                     description="Autoencoders: undercomplete, deep, conv, sparse, denoising, "
                     "contractive (--set variant=NAME)")
+GENERATIVE.add_lazy("classifier", "generative.classifier:ClassifierTrainer",
+                    description="MLP or CNN image classifier (the feature network of the "
+                    "classifier FID)")
