@@ -12,3 +12,6 @@ GENERATIVE.add_lazy("autoencoder", "generative.autoencoder:AutoencoderTrainer",
 GENERATIVE.add_lazy("classifier", "generative.classifier:ClassifierTrainer",
                     description="MLP or CNN image classifier (the feature network of the "
                     "classifier FID)")
+GENERATIVE.add_lazy("dcgan", "generative.dcgan:DCGANTrainer",
+                    description="DCGAN: a textbook's generator and discriminator, "
+                    "non-saturating loss, label smoothing, class-conditional option")
