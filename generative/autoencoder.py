@@ -33,7 +33,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from generative.image_trainer import ImageTrainer
-from toolkit.checkpoint import check_state_version
 from toolkit.config import TrainerConfig, check_range, param
 from toolkit.data import Dataset
 from toolkit.errors import ConfigError, GymkitError
@@ -41,7 +40,6 @@ from toolkit.images import image_grid
 from toolkit.nets.mlp import MLP
 from toolkit.trainer import TrainerContext
 
-STATE_VERSION = 1
 VARIANTS = ("undercomplete", "deep", "conv", "sparse", "denoising", "contractive")
 #: The noise of the denoising variant's evaluations comes from this seed, not the run's.
 EVAL_NOISE_SEED = 20_080_705
@@ -145,6 +143,7 @@ class AutoencoderTrainer(ImageTrainer):
 
     Config = AutoencoderConfig
     cfg: AutoencoderConfig
+    model: Autoencoder
 
     def __init__(self, cfg: AutoencoderConfig, source: Dataset, ctx: TrainerContext) -> None:
         super().__init__(cfg, source, ctx, name="autoencoder", batch_size=cfg.batch_size)
@@ -212,19 +211,3 @@ class AutoencoderTrainer(ImageTrainer):
 
     def summary(self) -> dict[str, Any]:
         return {"parameters": sum(p.numel() for p in self.model.parameters())}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"version": STATE_VERSION, "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), **self.data_state()}
-
-    def policy_state_dict(self) -> dict[str, Any]:
-        return {"version": STATE_VERSION, "model": self.model.state_dict()}
-
-    def load_policy_state_dict(self, state: dict[str, Any]) -> None:
-        check_state_version(state, "autoencoder", STATE_VERSION)
-        self.model.load_state_dict(state["model"])
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.load_policy_state_dict(state)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.load_data_state(state)

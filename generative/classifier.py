@@ -18,15 +18,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from generative.image_trainer import ImageTrainer
-from toolkit.checkpoint import check_state_version
 from toolkit.config import TrainerConfig, check_range, param
 from toolkit.data import Dataset
 from toolkit.errors import ConfigError, GymkitError
 from toolkit.images import heatmap
 from toolkit.nets.mlp import MLP
 from toolkit.trainer import TrainerContext
-
-STATE_VERSION = 1
 
 
 @dataclass
@@ -86,6 +83,7 @@ class ClassifierTrainer(ImageTrainer):
 
     Config = ClassifierConfig
     cfg: ClassifierConfig
+    model: Classifier
 
     def __init__(self, cfg: ClassifierConfig, source: Dataset, ctx: TrainerContext) -> None:
         super().__init__(cfg, source, ctx, name="classifier", batch_size=cfg.batch_size)
@@ -134,19 +132,3 @@ class ClassifierTrainer(ImageTrainer):
 
     def networks(self) -> dict[str, tuple[Any, tuple[Any, ...]]]:
         return {"classifier": (self.model, (self.train_x[:1],))}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"version": STATE_VERSION, "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), **self.data_state()}
-
-    def policy_state_dict(self) -> dict[str, Any]:
-        return {"version": STATE_VERSION, "model": self.model.state_dict()}
-
-    def load_policy_state_dict(self, state: dict[str, Any]) -> None:
-        check_state_version(state, "classifier", STATE_VERSION)
-        self.model.load_state_dict(state["model"])
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.load_policy_state_dict(state)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.load_data_state(state)

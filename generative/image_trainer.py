@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from toolkit.checkpoint import check_state_version
 from toolkit.config import TrainerConfig
 from toolkit.data import Dataset
 from toolkit.data.loader import ShuffledBatches, to_tensors
@@ -20,7 +21,14 @@ class ImageTrainer(GenerativeTrainer):
     The training split lives on the device as one tensor; `batches` hands out its minibatches
     in a fresh order each epoch, drawn with the trainer's own generator, and stops where a
     budget in steps ends. Evaluation splits are prepared once (`prepare_eval`) and kept.
-    Subclasses build their model and optimizer, and add them to `state_dict`."""
+    Subclasses build `model` and `optimizer`; the state methods here save and restore those
+    (`policy_state_dict`: the model), the data order and the counters. A trainer with other
+    networks overrides them."""
+
+    #: The version of the state this trainer writes, checked when a checkpoint is read.
+    state_version = 1
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
 
     def __init__(self, cfg: TrainerConfig, source: Dataset, ctx: TrainerContext, *,
                  name: str, batch_size: int) -> None:
@@ -28,6 +36,7 @@ class ImageTrainer(GenerativeTrainer):
         if not source.is_image:
             raise GymkitError(f"{name} needs images (C, H, W), but {source.name} holds samples "
                               f"of shape {source.shape}; pick an image --dataset")
+        self.name = name
         self.device = torch.device(ctx.device)
         self.dataset = source
         # Batches and the models' noise; weights are initialized from the global RNG, which
@@ -73,6 +82,22 @@ class ImageTrainer(GenerativeTrainer):
 
     def progress(self) -> dict[str, int]:
         return {"epochs": self.shuffled.epochs, "steps": self.steps}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"version": self.state_version, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), **self.data_state()}
+
+    def policy_state_dict(self) -> dict[str, Any]:
+        return {"version": self.state_version, "model": self.model.state_dict()}
+
+    def load_policy_state_dict(self, state: dict[str, Any]) -> None:
+        check_state_version(state, self.name, self.state_version)
+        self.model.load_state_dict(state["model"])
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.load_policy_state_dict(state)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.load_data_state(state)
 
     def data_state(self) -> dict[str, Any]:
         """The counters and RNG of the data order, for `state_dict`."""

@@ -30,7 +30,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from generative.image_trainer import ImageTrainer
-from toolkit.checkpoint import check_state_version
 from toolkit.config import TrainerConfig, check_range, param
 from toolkit.data import Dataset
 from toolkit.data.loader import binarized
@@ -39,7 +38,6 @@ from toolkit.images import image_grid
 from toolkit.nets.mlp import MLP
 from toolkit.trainer import TrainerContext
 
-STATE_VERSION = 1
 #: The fixed binarization of the evaluation splits draws from this seed (not the run's): every
 #: run of every model is measured on the same binary images.
 EVAL_BINARIZATION_SEED = 20_140_101
@@ -164,6 +162,7 @@ class VAETrainer(ImageTrainer):
 
     Config = VAEConfig
     cfg: VAEConfig
+    model: VAE
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # A Keras textbook's VAE: 784-256-2, RMSprop, batch 50, 20 epochs, binary
         # cross-entropy on grey levels. On MNIST: 404,244 parameters.
@@ -315,22 +314,6 @@ class VAETrainer(ImageTrainer):
 
     def summary(self) -> dict[str, Any]:
         return {"parameters": sum(p.numel() for p in self.model.parameters())}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"version": STATE_VERSION, "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), **self.data_state()}
-
-    def policy_state_dict(self) -> dict[str, Any]:
-        return {"version": STATE_VERSION, "model": self.model.state_dict()}
-
-    def load_policy_state_dict(self, state: dict[str, Any]) -> None:
-        check_state_version(state, "vae", STATE_VERSION)
-        self.model.load_state_dict(state["model"])
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.load_policy_state_dict(state)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.load_data_state(state)
 
 
 def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:

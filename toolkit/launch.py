@@ -140,24 +140,22 @@ def prepare(
 
 def _named_hyperparams(target: str, preset: EnvPreset | None, name: str) -> dict[str, Any]:
     """The env preset's hyperparameter set `name`, with a clear error if there is none."""
-    sets = preset.presets if preset is not None else {}
-    if name not in sets:
-        if not sets:
-            raise ConfigError(f"--preset {name}: the environment {target} has no named "
-                              "hyperparameter sets; drop --preset")
-        raise ConfigError(f"--preset {name}: {target} has no such hyperparameter set"
-                          f"{did_you_mean(name, sets)}; it has {', '.join(sorted(sets))}")
-    return sets[name]
+    return _pick_preset(preset.presets if preset is not None else {}, name,
+                        f"the environment {target}", target)
 
 
 def _model_preset(plugin: str, cls: type[Trainer], name: str) -> dict[str, Any]:
     """The generative trainer's hyperparameter set `name`, with a clear error if there is none."""
-    sets: dict[str, dict[str, Any]] = getattr(cls, "presets", {})
+    return _pick_preset(getattr(cls, "presets", {}), name, plugin, plugin)
+
+
+def _pick_preset(sets: dict[str, dict[str, Any]], name: str, owner: str,
+                 short: str) -> dict[str, Any]:
     if name not in sets:
         if not sets:
-            raise ConfigError(f"--preset {name}: {plugin} has no named hyperparameter sets; "
+            raise ConfigError(f"--preset {name}: {owner} has no named hyperparameter sets; "
                               "drop --preset")
-        raise ConfigError(f"--preset {name}: {plugin} has no such hyperparameter set"
+        raise ConfigError(f"--preset {name}: {short} has no such hyperparameter set"
                           f"{did_you_mean(name, sets)}; it has {', '.join(sorted(sets))}")
     return sets[name]
 
