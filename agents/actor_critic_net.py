@@ -6,121 +6,61 @@ The actor and the critic each have an encoder, or share one (``shared_encoder``)
 
 The agent's hot paths (`flat_features`, `head_value`, `act`, `critic_value`, and
 `RolloutActor` for a rollout's steps) run a plain MLP encoder as a chain of functional calls
-(``F.linear``, ``torch.tanh``) instead of calling each module: the same operations on the
-same weights, so the same numbers, without nn.Module's per-call overhead, which is most of
-the cost of a forward pass on a rollout step's small batch. Module hooks do not see those
-calls; `forward`, `features` and `value` call the modules.
+(``F.linear``, ``torch.tanh``; `toolkit.nets.fast_mlp`) instead of calling each module: the
+same operations on the same weights, so the same numbers, without nn.Module's per-call
+overhead, which is most of the cost of a forward pass on a rollout step's small batch.
+Module hooks do not see those calls; `forward`, `features` and `value` call the modules.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple, cast
+from typing import Any
 
 import gymnasium as gym
 import torch
-from gymnasium import spaces
 from torch import nn
 from torch.nn import functional as F
 
 from agents.action_heads import ActionHead, action_head_for
 from toolkit.nets import make_encoder, resolve_kind
-from toolkit.nets.encoders import ObservationEncoder
+from toolkit.nets.fast_mlp import (
+    LinearChain,
+    Plan,
+    linear_params,
+    mlp_plan,
+    preprocess_batch,
+    run_encoder,
+)
 from toolkit.nets.lstm import RecurrentEncoder, State
-from toolkit.nets.mlp import MLP, layer_init
-from toolkit.nets.preprocess import Preprocessor
+from toolkit.nets.mlp import layer_init
 
 RecurrentState = list[State]
-
-#: Activation modules whose forward is exactly this function of the input.
-_ACTIVATION_FUNCTIONS: dict[type[nn.Module], Callable[[torch.Tensor], torch.Tensor]] = {
-    nn.Tanh: torch.tanh, nn.ReLU: torch.relu}
-
-Layer = dict[str, Any] | Callable[[torch.Tensor], torch.Tensor]
-
-
-class Plan(NamedTuple):
-    """How `_run` goes through a plain MLP encoder without calling its modules."""
-
-    #: Per layer: a Linear's own parameter dict (``linear._parameters``, read at each call,
-    #: so it is never stale), or an activation's function.
-    layers: tuple[Layer, ...]
-    #: The encoder's preprocessing leaves a float32 batch ``(B, D)`` as it is (a Box of
-    #: vectors: ``obs.float().flatten(1)``).
-    float_vectors: bool
-
-
-def _mlp_plan(encoder: nn.Module) -> Plan | None:
-    """The plan of an `ObservationEncoder` whose core is an `MLP` of Linear layers and
-    activations of `_ACTIVATION_FUNCTIONS`; None for any other encoder."""
-    if type(encoder) is not ObservationEncoder or type(encoder.core) is not MLP:
-        return None
-    layers: list[Layer] = []
-    for layer in encoder.core.layers:
-        if type(layer) is nn.Linear:
-            layers.append(cast(dict[str, Any], layer._parameters))
-        elif type(layer) in _ACTIVATION_FUNCTIONS:
-            layers.append(_ACTIVATION_FUNCTIONS[type(layer)])
-        else:
-            return None
-    preprocess = encoder.preprocess
-    float_vectors = (type(preprocess) is Preprocessor and type(preprocess.space) is spaces.Box
-                     and len(preprocess.space.shape) == 1)
-    return Plan(tuple(layers), float_vectors)
-
-
-def _run(encoder: nn.Module, plan: Plan | None, obs: torch.Tensor,
-         preprocessed: torch.Tensor | None = None) -> torch.Tensor:
-    """`encoder(obs)`, through `plan` when there is one (from `preprocessed`, the output of
-    the encoder's preprocessing, when it is given)."""
-    if plan is None:
-        return encoder(obs)
-    x = _preprocess(encoder, plan, obs) if preprocessed is None else preprocessed
-    for layer in plan.layers:
-        x = F.linear(x, layer["weight"], layer["bias"]) if isinstance(layer, dict) else layer(x)
-    return x
-
-
-def _preprocess(encoder: nn.Module, plan: Plan, obs: torch.Tensor) -> torch.Tensor:
-    """What the encoder's preprocessing makes of a batch."""
-    if plan.float_vectors and obs.dtype == torch.float32 and obs.dim() == 2:
-        return obs
-    return cast(ObservationEncoder, encoder).preprocess(obs)
 
 
 class RolloutActor:
     """`ActorCritic.act` for the steps of one rollout of a feed-forward network whose
     encoders are plain MLPs: during a rollout the parameters do not change, so the
     transposes of the weights are made once, and each Linear layer is ``torch.addmm`` with
-    one (what ``F.linear`` computes, less a transpose and a dispatch per layer and step).
-    Made by `ActorCritic.rollout_actor`; not valid after the parameters change."""
+    one (what ``F.linear`` computes, less a transpose and a dispatch per layer and step;
+    `LinearChain`). Made by `ActorCritic.rollout_actor`; not valid after the parameters
+    change."""
 
     def __init__(self, net: ActorCritic, actor: Plan, critic: Plan | None,
                  head_layer: nn.Linear) -> None:
         self.net, self.head = net, net.action_head
         self.actor_plan, self.critic_plan = actor, critic
-        self.actor = self._transposed(actor.layers)
-        self.critic = None if critic is None else self._transposed(critic.layers)
+        self.actor = LinearChain(actor.layers)
+        self.critic = None if critic is None else LinearChain(critic.layers)
         self.head_weight, self.head_bias = head_layer.weight.t(), head_layer.bias
         self.value_weight, self.value_bias = net.value_head.weight.t(), net.value_head.bias
-
-    @staticmethod
-    def _transposed(layers: tuple[Layer, ...]) -> list[Any]:
-        return [(layer["weight"].t(), layer["bias"]) if isinstance(layer, dict) else layer
-                for layer in layers]
-
-    @staticmethod
-    def _chain(layers: list[Any], x: torch.Tensor) -> torch.Tensor:
-        for layer in layers:
-            x = torch.addmm(layer[1], x, layer[0]) if type(layer) is tuple else layer(x)
-        return x
 
     def __call__(self, obs: torch.Tensor, state: RecurrentState, episode_start: torch.Tensor,
                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor,
                                                       torch.Tensor, RecurrentState]:
-        x = _preprocess(self.net.actor_encoder, self.actor_plan, obs)
-        actor = self._chain(self.actor, x)
-        critic = actor if self.critic is None else self._chain(self.critic, x)
+        x = preprocess_batch(self.net.actor_encoder, self.actor_plan, obs)
+        actor = self.actor(x)
+        critic = actor if self.critic is None else self.critic(x)
         actions, log_probs = self.head.sample_from_output(
             torch.addmm(self.head_bias, actor, self.head_weight), generator)
         values = torch.addmm(self.value_bias, critic, self.value_weight).squeeze(-1)
@@ -154,9 +94,9 @@ class ActorCritic(nn.Module):
         if cfg.ortho_init:
             layer_init(self.value_head, gain=1.0)
         self.shared = self.critic_encoder is self.actor_encoder
-        self._value_params = cast(dict[str, Any], self.value_head._parameters)  # as Plan
-        self._actor_plan = _mlp_plan(self.actor_encoder)
-        self._critic_plan = _mlp_plan(self.critic_encoder)
+        self._value_params = linear_params(self.value_head)
+        self._actor_plan = mlp_plan(self.actor_encoder)
+        self._critic_plan = mlp_plan(self.critic_encoder)
         # Two plain MLP encoders of one space preprocess a batch alike (a Preprocessor has
         # no parameters): the critic's takes the actor's preprocessed batch.
         self._one_preprocess = (
@@ -228,13 +168,13 @@ class ActorCritic(nn.Module):
         """A feed-forward network's actor and critic features of a batch ``(B, ...)``."""
         if self._one_preprocess:
             assert self._actor_plan is not None
-            x = _preprocess(self.actor_encoder, self._actor_plan, obs)
-            return (_run(self.actor_encoder, self._actor_plan, obs, x),
-                    _run(self.critic_encoder, self._critic_plan, obs, x))
-        actor = _run(self.actor_encoder, self._actor_plan, obs)
+            x = preprocess_batch(self.actor_encoder, self._actor_plan, obs)
+            return (run_encoder(self.actor_encoder, self._actor_plan, obs, x),
+                    run_encoder(self.critic_encoder, self._critic_plan, obs, x))
+        actor = run_encoder(self.actor_encoder, self._actor_plan, obs)
         if self.shared:
             return actor, actor
-        return actor, _run(self.critic_encoder, self._critic_plan, obs)
+        return actor, run_encoder(self.critic_encoder, self._critic_plan, obs)
 
     def act(self, obs: torch.Tensor, state: RecurrentState, episode_start: torch.Tensor,
             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
@@ -254,7 +194,7 @@ class ActorCritic(nn.Module):
         if self.recurrent:
             actor, _, state = self._recurrent_step(obs, state, episode_start)
             return actor, state
-        return _run(self.actor_encoder, self._actor_plan, obs), state
+        return run_encoder(self.actor_encoder, self._actor_plan, obs), state
 
     def rollout_actor(self) -> Callable[[torch.Tensor, RecurrentState, torch.Tensor,
                                          torch.Generator],
@@ -274,7 +214,7 @@ class ActorCritic(nn.Module):
         """The values of a batch, through the critic's encoder only (the actor's, when it
         is another, would change nothing)."""
         if not self.recurrent:
-            return self.head_value(_run(self.critic_encoder, self._critic_plan, obs))
+            return self.head_value(run_encoder(self.critic_encoder, self._critic_plan, obs))
         assert isinstance(self.critic_encoder, RecurrentEncoder)
         critic, _ = self.critic_encoder.step(obs, state[-1], episode_start)
         return self.head_value(critic)

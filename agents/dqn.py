@@ -27,7 +27,7 @@ the schedules, the RNGs and the counters; the envs start fresh episodes.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -40,18 +40,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from agents.gradient_step import GradientStep
 from agents.replay import ReplayBuffer
 from toolkit.checkpoint import check_state_version
 from toolkit.config import TrainerConfig, check_range, param
 from toolkit.environments import EnvSource
 from toolkit.errors import ConfigError, IncompatibleEnvError
-from toolkit.nets import make_encoder, resolve_kind
+from toolkit.nets import fast_mlp, make_encoder, resolve_kind
 from toolkit.policy import Policy, epsilon_greedy
 from toolkit.seeding import numpy_rng_state, set_numpy_rng_state
 from toolkit.trainer import Agent, TrainerContext
 from toolkit.vector import finished_episodes, true_next_obs
 
 STATE_VERSION = 1
+
+#: torch's code for ``reduction="mean"`` (torch.nn._reduction.get_enum), as the losses'
+#: backward ops take it.
+MEAN = 1
 
 
 @dataclass
@@ -131,69 +136,6 @@ def td_target(rewards: torch.Tensor, terminated: torch.Tensor, next_q_target: to
     return rewards + gamma * (1.0 - terminated) * next_value
 
 
-def clip_grad_norm(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """Scale `grads` in place so that their global 2-norm is at most `max_norm`; returns
-    the norm before clipping.
-
-    The arithmetic of ``torch.nn.utils.clip_grad_norm_(params, max_norm)``, op for op (the
-    same bits), given the gradients of one device and dtype: it skips the per-call
-    grouping by device and dtype, which costs as much as the arithmetic for a small
-    network. Like torch, it multiplies by the clamped coefficient even when it is 1,
-    so that no value is read back from the device."""
-    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
-    torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
-    return total
-
-
-class AdamStep:
-    """``optimizer.step()`` for a fused torch Adam, without torch.optim's per-call overhead.
-
-    `Optimizer.step` spends longer in Python (hooks, profiler records, state checks,
-    grouping the tensors by device and dtype) than its fused kernel spends on a 67k-weight
-    network: on CartPole's rl-zoo settings a tenth of a gradient step. When the optimizer
-    is a fused Adam with one parameter group, no amsgrad, and every parameter has a
-    gradient, this calls the two ops that ``Optimizer.step`` ends in (the step counters'
-    increment and ``torch._fused_adam_``) on the optimizer's own state tensors: the same
-    arithmetic, the same bits, and a state_dict that torch reads as its own. Otherwise,
-    and for the first step (which creates the state), it calls ``optimizer.step()``.
-    Call `reset` after ``optimizer.load_state_dict``, which replaces the state tensors."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> None:
-        self.optimizer, self.params = optimizer, params
-        groups = optimizer.param_groups
-        group = groups[0]
-        self.usable = (type(optimizer) is torch.optim.Adam and len(groups) == 1
-                       and bool(group.get("fused")) and not group["amsgrad"]
-                       and not group["differentiable"] and not group["capturable"]
-                       and not group.get("decoupled_weight_decay", False)
-                       and all(isinstance(beta, float) for beta in group["betas"])
-                       and len(group["params"]) == len(params)
-                       and all(a is b for a, b in zip(group["params"], params, strict=True)))
-        self._state: tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]] | None
-        self._state = None
-
-    def reset(self) -> None:
-        self._state = None
-
-    def __call__(self) -> None:
-        grads = [p.grad for p in self.params if p.grad is not None]
-        if not self.usable or self._state is None or len(grads) != len(self.params):
-            self.optimizer.step()
-            if self.usable and all(p in self.optimizer.state for p in self.params):
-                states = [self.optimizer.state[p] for p in self.params]
-                self._state = ([s["step"] for s in states], [s["exp_avg"] for s in states],
-                               [s["exp_avg_sq"] for s in states])
-            return
-        steps, exp_avgs, exp_avg_sqs = self._state
-        group = self.optimizer.param_groups[0]
-        beta1, beta2 = group["betas"]
-        torch._foreach_add_(steps, 1)
-        torch._fused_adam_(self.params, grads, exp_avgs, exp_avg_sqs, [], steps,
-                           amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
-                           weight_decay=group["weight_decay"], eps=group["eps"],
-                           maximize=group["maximize"], grad_scale=None, found_inf=None)
-
-
 def _flush_denormal_is_on() -> bool:
     # 1e-38 is a normal float32; a thousandth of it is subnormal, or 0 when the CPU
     # flushes subnormal results to zero.
@@ -223,7 +165,15 @@ def flush_denormals(device: torch.device) -> Iterator[None]:
 
 
 class QNetwork(nn.Module):
-    """Encoder, then a linear Q head, or a dueling head: Q = V + A - mean(A)."""
+    """Encoder, then a linear Q head, or a dueling head: Q = V + A - mean(A).
+
+    The agent's hot paths compute `forward`'s numbers without nn.Module's per-call overhead
+    (on CartPole's 256-wide layers as much as the batch-1 forward of an env step itself),
+    through `toolkit.nets.fast_mlp`: `q_values` runs a plain MLP encoder and the heads as
+    functional calls; where the encoder is a plain MLP and the head linear, `q_function`
+    (acting, target values) runs them as a `fast_mlp.LinearChain`, and the gradient steps
+    take `td_loss_and_gradients`, without autograd. Module hooks do not see those calls;
+    `forward` calls the modules."""
 
     def __init__(self, observation_space: gym.Space, n_actions: int, cfg: DQNConfig) -> None:
         super().__init__()
@@ -239,6 +189,12 @@ class QNetwork(nn.Module):
         if cfg.init == "uniform":
             for parameter in self.parameters():
                 nn.init.uniform_(parameter, cfg.init_low, cfg.init_high)
+        self._plan = fast_mlp.mlp_plan(self.encoder)
+        self._head_params = fast_mlp.linear_params(self.head)
+        self._value_params = None if self.value is None else fast_mlp.linear_params(self.value)
+        #: A plain MLP encoder (`fast_mlp.mlp_plan`) and a linear head: `q_function` chains
+        #: them, and `td_loss_and_gradients` applies.
+        self.plain_mlp = self._plan is not None and self.value is None
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         features = self.encoder(obs)
@@ -247,10 +203,73 @@ class QNetwork(nn.Module):
             q = self.value(features) + q - q.mean(dim=1, keepdim=True)
         return q
 
+    def q_values(self, obs: torch.Tensor) -> torch.Tensor:
+        """`forward` without calling the modules (a CNN encoder is still called)."""
+        features = fast_mlp.run_encoder(self.encoder, self._plan, obs)
+        head = self._head_params
+        q = F.linear(features, head["weight"], head["bias"])
+        if self._value_params is not None:
+            value = self._value_params
+            q = (F.linear(features, value["weight"], value["bias"]) + q
+                 - q.mean(dim=1, keepdim=True))
+        return q
 
-def greedy_actions(q_net: QNetwork, obs: np.ndarray, device: torch.device) -> np.ndarray:
+    def chain(self) -> fast_mlp.LinearChain | None:
+        """A plain MLP encoder and a linear head as a `fast_mlp.LinearChain` (else None),
+        for calls during which no parameter is replaced: a train_step's acting, a round's
+        target values and gradient steps."""
+        if not self.plain_mlp:
+            return None
+        assert self._plan is not None
+        return fast_mlp.LinearChain((*self._plan.layers, self._head_params))
+
+    def q_function(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """`q_values` through `chain` (which computes the same, for less), where there is
+        one; for calls during which no parameter is replaced."""
+        chain, encoder, plan = self.chain(), self.encoder, self._plan
+        if chain is None:
+            return self.q_values
+        assert plan is not None
+        return lambda obs: chain(fast_mlp.preprocess_batch(encoder, plan, obs))
+
+    def td_loss_and_gradients(self, chain: fast_mlp.LinearChain, obs: torch.Tensor,
+                              actions: torch.Tensor, target: torch.Tensor, loss: str
+                              ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """The TD loss of Q(obs, actions) against `target` (both (B, 1); actions int64),
+        the parameters, and the gradients that the loss's ``backward()`` would give them,
+        computed without autograd through `chain` (this network's).
+
+        Recording the graph and running autograd's engine cost about a fifth of a gradient
+        step on CartPole's rl-zoo network. Each gradient here comes from the operations that
+        autograd's backward of the loss, ``gather`` and the network runs (derivatives.yaml),
+        on the same operands: the same bits (`toolkit.nets.fast_mlp`)."""
+        assert self._plan is not None
+        with torch.no_grad():
+            outputs = chain.forward_keeping(
+                fast_mlp.preprocess_batch(self.encoder, self._plan, obs))
+            q_all = outputs[-1]
+            q = q_all.gather(1, actions)
+            # The ops that F.smooth_l1_loss and F.mse_loss end in (without their broadcast
+            # of two batches of one shape), and their backward given backward()'s seed.
+            if loss == "huber":
+                value = torch.ops.aten.smooth_l1_loss(q, target, MEAN, 1.0)
+                grad_q = torch.ops.aten.smooth_l1_loss_backward(torch.ones_like(value), q,
+                                                                target, MEAN, 1.0)
+            else:
+                value = torch.ops.aten.mse_loss(q, target, MEAN)
+                grad_q = torch.ops.aten.mse_loss_backward(torch.ones_like(value), q, target,
+                                                          MEAN)
+            # gather's backward (gather_backward): the gradient scattered into zeros.
+            grad_q_all = torch.zeros_like(q_all).scatter_add_(1, actions, grad_q)
+        params, grads = chain.backward(outputs, grad_q_all)
+        return value, params, grads
+
+
+def greedy_actions(q_values: Callable[[torch.Tensor], torch.Tensor], obs: np.ndarray,
+                   device: torch.device) -> np.ndarray:
+    """argmax_a Q(obs, a), from `q_values` (`QNetwork.q_values` or a `q_function`)."""
     with torch.inference_mode():
-        return q_net(torch.as_tensor(obs, device=device)).argmax(dim=1).cpu().numpy()
+        return q_values(torch.as_tensor(obs, device=device)).argmax(dim=1).cpu().numpy()
 
 
 class GreedyPolicy(Policy):
@@ -266,7 +285,7 @@ class GreedyPolicy(Policy):
             self.rng = np.random.default_rng(seed)
 
     def act(self, obs: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
-        greedy = partial(greedy_actions, self.q_net, obs, self.device)
+        greedy = partial(greedy_actions, self.q_net.q_values, obs, self.device)
         if self.epsilon == 0:
             return greedy()
         return epsilon_greedy(greedy, len(obs), self.n_actions, self.epsilon, self.rng)
@@ -317,7 +336,7 @@ class DQN(Agent):
             # the CPU loops over them in Python.
             self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.learning_rate,
                                               fused=self.device.type in ("cpu", "cuda"))
-        self._optimizer_step = AdamStep(self.optimizer, self._params)
+        self.gradient_step = GradientStep(self._params, self.optimizer, cfg.max_grad_norm)
         assert obs_space.shape is not None
         self.buffer = ReplayBuffer(cfg.buffer_size, obs_space.shape, obs_space.dtype,
                                    device=self.device)
@@ -334,8 +353,9 @@ class DQN(Agent):
         return GreedyPolicy(self.q_net, self.device, self.n_actions,
                             0.0 if deterministic else self.epsilon)
 
-    def _act(self, obs: np.ndarray) -> np.ndarray:
-        return epsilon_greedy(partial(greedy_actions, self.q_net, obs, self.device), len(obs),
+    def _act(self, obs: np.ndarray, q_values: Callable[[torch.Tensor], torch.Tensor]
+             ) -> np.ndarray:
+        return epsilon_greedy(partial(greedy_actions, q_values, obs, self.device), len(obs),
                               self.n_actions, self.epsilon, self.rng)
 
     # -- learning -------------------------------------------------------------------
@@ -347,10 +367,11 @@ class DQN(Agent):
         returns: list[float] = []
         lengths: list[int] = []
         losses: list[torch.Tensor] = []
+        q_values = self.q_net.q_function()  # no parameter is replaced within this call
         for _ in range(vector_steps):
             if cfg.exploration_schedule == "linear":
                 self.epsilon = self._linear_epsilon()
-            actions = self._act(self.obs)
+            actions = self._act(self.obs, q_values)
             next_obs, rewards, terminated, _, infos = self.envs.step(actions)
             self.buffer.add(self.obs, true_next_obs(next_obs, infos), actions, rewards,
                             terminated)
@@ -402,46 +423,51 @@ class DQN(Agent):
         batch_size = cfg.batch_size
         chunk = max(1, self.TARGET_ROWS // batch_size)
         losses: list[torch.Tensor] = []
+        target_q_values = self.target_net.q_function()
+        chain = self.q_net.chain()
         with flush_denormals(self.device):
             for begin in range(0, n, chunk):
                 steps = min(chunk, n - begin)
                 batches = self.buffer.sample_many(steps, batch_size, self.rng)
                 actions = batches.actions.long().unsqueeze(-1)
                 with torch.no_grad():
-                    next_q = self.target_net(batches.next_obs.flatten(0, 1))
+                    next_q = target_q_values(batches.next_obs.flatten(0, 1))
                     next_q = next_q.view(steps, batch_size, -1)
                     targets = None if cfg.double_q else td_target(
                         batches.rewards.flatten(), batches.terminated.flatten(),
                         next_q.flatten(0, 1), None, cfg.gamma).view(steps, batch_size)
                 # Views of each step's rows, made by one op per array instead of one per step.
                 obs, step_actions = batches.obs.unbind(0), actions.unbind(0)
-                step_targets = None if targets is None else targets.unbind(0)
+                step_targets = None if targets is None else targets.unsqueeze(-1).unbind(0)
                 for i in range(steps):
                     if step_targets is None:
                         with torch.no_grad():
                             target = td_target(batches.rewards[i], batches.terminated[i],
-                                               next_q[i], self.q_net(batches.next_obs[i]),
-                                               cfg.gamma)
+                                               next_q[i],
+                                               self.q_net.q_values(batches.next_obs[i]),
+                                               cfg.gamma).unsqueeze(1)
                     else:
                         target = step_targets[i]
-                    losses.append(self._gradient_step(obs[i], step_actions[i], target))
+                    losses.append(self._gradient_step(obs[i], step_actions[i], target, chain))
         return losses
 
-    def _gradient_step(self, obs: torch.Tensor, actions: torch.Tensor,
-                       target: torch.Tensor) -> torch.Tensor:
-        """One step on the TD loss of Q(obs, actions) (actions: (B, 1) int64) against
-        `target`; returns the loss, detached (reading it back is left to the caller)."""
-        cfg = self.cfg
-        q = self.q_net(obs).gather(1, actions).squeeze(1)
-        loss = F.smooth_l1_loss(q, target) if cfg.loss == "huber" else F.mse_loss(q, target)
-        for parameter in self._params:  # zero_grad(set_to_none=True), without its overhead
-            parameter.grad = None
-        loss.backward()
-        if cfg.max_grad_norm > 0:
-            clip_grad_norm([p.grad for p in self._params if p.grad is not None],
-                           cfg.max_grad_norm)
-        self._optimizer_step()
+    def _gradient_step(self, obs: torch.Tensor, actions: torch.Tensor, target: torch.Tensor,
+                       chain: fast_mlp.LinearChain | None = None) -> torch.Tensor:
+        """One step on the TD loss of Q(obs, actions) against `target` (both (B, 1); actions
+        int64: the loss of a (B, 1) batch has the bits of the (B,) one's, without a squeeze
+        and its backward); returns the loss, without a graph (reading it back is left to the
+        caller). With the online network's `chain`, the gradients are computed without
+        autograd where the step takes them."""
+        step = self.gradient_step
         self.updates += 1
+        if chain is not None and step.takes_gradients:
+            loss, params, grads = self.q_net.td_loss_and_gradients(chain, obs, actions, target,
+                                                                   self.cfg.loss)
+            step.apply(params, grads)
+            return loss
+        q = self.q_net.q_values(obs).gather(1, actions)
+        loss = F.smooth_l1_loss(q, target) if self.cfg.loss == "huber" else F.mse_loss(q, target)
+        step(loss)
         return loss.detach()
 
     def _update_target(self) -> None:
@@ -485,7 +511,7 @@ class DQN(Agent):
         self.load_policy_state_dict(state)
         self.target_net.load_state_dict(state["target_net"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self._optimizer_step.reset()
+        self.gradient_step.forget()
         self._buffer_state = state["buffer"]
         self.steps, self.episodes = int(state["steps"]), int(state["episodes"])
         self.updates = int(state["updates"])

@@ -25,7 +25,10 @@ class GradientStep:
     state_dict keeps its form; after ``optimizer.load_state_dict`` call `forget`, and the
     next step goes through torch's optimizer once more before the state is flattened
     again. Elsewhere (a GPU, other optimizer settings, a loss that leaves a parameter out)
-    every step is torch's."""
+    every step is torch's.
+
+    A caller that computes the gradients itself, without autograd, hands them to `apply`
+    where `takes_gradients` says so, and calls the step with the loss elsewhere."""
 
     def __init__(self, params: Sequence[torch.Tensor], optimizer: torch.optim.Optimizer,
                  max_grad_norm: float) -> None:
@@ -45,6 +48,7 @@ class GradientStep:
             self.flat_params = self._flatten(params)
             self.grad = torch.zeros_like(self.flat_params)
             self.grads = self._views(self.grad, params)
+            self._grad_of = dict(zip(self.params, self.grads, strict=True))
         #: The flattened optimizer state (Adam: exp_avg, exp_avg_sq; RMSprop: square_avg)
         #: and step counters, once torch's first step has created them, and their views.
         self.state: list[torch.Tensor] | None = None
@@ -74,6 +78,36 @@ class GradientStep:
         """The optimizer's state was replaced: the next step is torch's."""
         self.state = None
 
+    @property
+    def takes_gradients(self) -> bool:
+        """Whether the next step can be `apply`'s: a flat one after torch's first (which
+        creates the optimizer's state, and takes the loss)."""
+        return self.flat and self.state is not None
+
+    def apply(self, params: Sequence[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        """The step from gradients computed without autograd, ``grads[i]`` that of
+        ``params[i]``, every parameter once (where `takes_gradients`): each is added to its
+        zeroed buffer, as backward accumulates it (0 + g: the same bits as backward's),
+        then clipped, then the optimizer's update."""
+        if len(params) != len(self.params) or not self.takes_gradients:
+            raise ValueError("GradientStep.apply takes a gradient for every parameter, after "
+                             "the first step (see takes_gradients)")
+        self._zero_grads()
+        torch._foreach_add_([self._grad_of[p] for p in params], grads)
+        self._step()
+
+    def _zero_grads(self) -> None:
+        """The gradient buffers zeroed, and each parameter's ``.grad`` its buffer."""
+        self.grad.zero_()
+        for param, view in zip(self.params, self.grads, strict=True):
+            if param.grad is not view:  # replaced by someone else: put back
+                param.grad = view
+
+    def _step(self) -> None:
+        with torch.no_grad():
+            self._clip()
+            self._flat_step()
+
     def __call__(self, loss: torch.Tensor) -> None:
         if not self.flat:
             self.optimizer.zero_grad(set_to_none=True)
@@ -85,10 +119,7 @@ class GradientStep:
         if self.state is None:
             self._torch_step(loss)
             return
-        self.grad.zero_()
-        for param, view in zip(self.params, self.grads, strict=True):
-            if param.grad is not view:  # replaced by someone else: put back
-                param.grad = view
+        self._zero_grads()
         loss.backward()
         with torch.no_grad():
             now = [p.grad for p in self.params]
@@ -97,8 +128,7 @@ class GradientStep:
                 self.grad.copy_(torch.cat([(view if grad is None else grad).reshape(-1)
                                            for grad, view in zip(now, self.grads,
                                                                  strict=True)]))
-            self._clip()
-            self._flat_step()
+        self._step()
 
     def _clip(self) -> None:
         """`clip_grad_norm_`'s arithmetic: the norm of the parameters' gradient norms, and

@@ -11,9 +11,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agents.dqn import DQN, AdamStep, QNetwork, clip_grad_norm, flush_denormals, td_target
+from agents.dqn import DQN, QNetwork, flush_denormals, td_target
 from toolkit import launch
 from toolkit.errors import CheckpointError, ConfigError
+from toolkit.nets import fast_mlp
 from toolkit.testing import check_plugin, make_trainer
 from toolkit.trainer import Budget
 
@@ -191,53 +192,94 @@ def test_a_round_of_gradient_steps_is_the_same_bits_as_single_steps(overrides: d
             assert torch.equal(tensor, reference_state[key][name]), (key, name)
 
 
-def test_clip_grad_norm_is_torch_s_to_the_bit() -> None:
+@pytest.mark.parametrize("overrides", [
+    {"hidden": [64, 64]},
+    {"loss": "mse", "head_bias": False, "activation": "tanh", "hidden": [8, 1, 8]},
+    {"dueling": True, "double_q": True},
+])
+def test_the_gradient_step_is_torchs_step_to_the_bit(overrides: dict) -> None:
+    """The agent's gradient step (gradients computed without autograd where the network is
+    a plain MLP, then the flat GradientStep) gives the numbers of torch's backward,
+    clip_grad_norm_ and fused Adam, to the last bit: over steps that clip and steps that do
+    not, a reload of the optimizer's state (after which torch's step runs once more), and
+    gradients that someone else has reset."""
+    agent = _dqn(learning_starts=10**6, steps_per_call=300, max_grad_norm=1.0, **overrides)
+    agent.train_step()  # fills the buffer, no gradient step
+    reference = copy.deepcopy(agent.q_net)
+    optimizer = torch.optim.Adam(reference.parameters(), lr=agent.cfg.learning_rate, fused=True)
     generator = torch.Generator().manual_seed(0)
-    for scale in (1e-3, 0.3, 1.0, 3.0, 1e3):
-        grads = [torch.randn(shape, generator=generator) * scale
-                 for shape in ((16, 4), (16,), (2, 16), (2,))]
-        params = [nn.Parameter(torch.zeros_like(g)) for g in grads]
-        for p, g in zip(params, grads, strict=True):
-            p.grad = g.clone()
-        expected = nn.utils.clip_grad_norm_(params, 1.0)
-        total = clip_grad_norm(grads, 1.0)
-        assert torch.equal(total, expected)
-        for p, g in zip(params, grads, strict=True):
-            assert torch.equal(g, p.grad)
+    for step in range(8):
+        if step == 4:
+            agent.load_state_dict(agent.state_dict())  # the optimizer's state is replaced
+        if step == 6:
+            agent.optimizer.zero_grad()  # the gradients the agent accumulates into are gone
+        batch = agent.buffer.sample(agent.cfg.batch_size, agent.rng)
+        actions = batch.actions.long().unsqueeze(1)
+        scale = 100.0 if step % 2 else 1e-3  # the gradients' norm: above 1, then below
+        target = scale * torch.randn(agent.cfg.batch_size, generator=generator)
+        # Without autograd from the second step on, but for the one after the reload.
+        chain = agent.q_net.chain()
+        assert agent.gradient_step.takes_gradients == (step not in (0, 4))
+        ours = agent._gradient_step(batch.obs, actions, target.unsqueeze(1), chain)
+        q = reference(batch.obs).gather(1, actions).squeeze(1)
+        loss = F.smooth_l1_loss(q, target) if agent.cfg.loss == "huber" else F.mse_loss(q, target)
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(reference.parameters(), 1.0)
+        optimizer.step()
+        assert torch.equal(ours, loss.detach())
+        assert _same(agent.q_net, reference)
+        for mine, theirs in zip(agent.q_net.parameters(), reference.parameters(), strict=True):
+            assert mine.grad is not None and theirs.grad is not None
+            assert torch.equal(mine.grad, theirs.grad)  # clipped as torch clips them
+    for mine, theirs in zip(agent.optimizer.state_dict()["state"].values(),
+                            optimizer.state_dict()["state"].values(), strict=True):
+        assert mine.keys() == theirs.keys()
+        assert all(torch.equal(mine[key], theirs[key]) for key in mine)
 
 
-def test_adam_step_is_torch_s_step_and_falls_back_when_it_must() -> None:
-    def model_and_adam(**kwargs: object) -> tuple[nn.Module, torch.optim.Optimizer]:
-        torch.manual_seed(0)
-        net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))
-        return net, torch.optim.Adam(net.parameters(), lr=1e-2, **kwargs)  # type: ignore
+def test_the_fast_forward_passes_are_forwards_bits() -> None:
+    for overrides in ({}, {"dueling": True}, {"head_bias": False, "activation": "tanh"}):
+        net = _dqn(**overrides).q_net
+        obs = torch.randn(7, 4)
+        with torch.no_grad():
+            expected = net(obs)
+            assert torch.equal(net.q_values(obs), expected)
+            assert torch.equal(net.q_function()(obs), expected)
+        assert (net.chain() is None) == ("dueling" in overrides)
 
-    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
-    (ours, ours_adam), (torchs, torch_adam) = model_and_adam(fused=True), model_and_adam(
-        fused=True)
-    step = AdamStep(ours_adam, list(ours.parameters()))
-    assert step.usable
-    for _ in range(4):
-        for net, opt in ((ours, ours_adam), (torchs, torch_adam)):
-            opt.zero_grad(set_to_none=True)
-            net(x).square().mean().backward()
-        step()
-        torch_adam.step()
-    assert _same(ours, torchs)  # type: ignore[arg-type]
-    assert str(ours_adam.state_dict()) == str(torch_adam.state_dict())
-    # After a load the state tensors are new ones: reset() makes it look them up again.
-    ours_adam.load_state_dict(copy.deepcopy(torch_adam.state_dict()))
-    step.reset()
-    for net, opt in ((ours, ours_adam), (torchs, torch_adam)):
-        opt.zero_grad(set_to_none=True)
-        net(x).square().mean().backward()
-    step()
-    torch_adam.step()
-    assert _same(ours, torchs)  # type: ignore[arg-type]
-    # Not a fused Adam, or amsgrad: plain optimizer.step().
-    assert not AdamStep(model_and_adam()[1], []).usable
-    net, amsgrad = model_and_adam(fused=True, amsgrad=True)
-    assert not AdamStep(amsgrad, list(net.parameters())).usable
+
+def test_the_chain_s_backward_is_autograd_s_to_the_bit() -> None:
+    """`LinearChain.backward` against autograd, on layouts where autograd's backward of
+    ``mm`` picks another product: a column-major input (one row, one feature) and a
+    transposed weight."""
+    generator = torch.Generator().manual_seed(0)
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator)
+
+    for activation in (torch.relu, torch.tanh):
+        w1, b1, w3 = randn(1, 3), randn(1), randn(5, 1)
+        w5 = nn.Parameter(randn(5, 2).t())  # not contiguous
+        params = [nn.Parameter(t) for t in (w1, b1, w3)] + [w5]
+        layers = [{"weight": params[0], "bias": params[1]}, activation,
+                  {"weight": params[2], "bias": None}, activation,
+                  {"weight": params[3], "bias": None}]
+        chain = fast_mlp.LinearChain(layers)
+        for rows in (1, 6):
+            x, grad = randn(rows, 3), randn(rows, 2)
+            outputs = chain.forward_keeping(x)
+            for p in params:
+                p.grad = None
+            h = x
+            for layer in layers:
+                h = F.linear(h, layer["weight"], layer["bias"]) if isinstance(layer, dict) \
+                    else layer(h)
+            assert torch.equal(outputs[-1], h.detach())
+            h.backward(grad)
+            ours = dict(zip(*chain.backward(outputs, grad), strict=True))
+            assert ours.keys() == set(params)
+            assert all(torch.equal(ours[p], p.grad) for p in params)
 
 
 def test_flush_denormals_flushes_inside_and_restores_outside() -> None:
