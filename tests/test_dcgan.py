@@ -83,6 +83,14 @@ def test_a_conditional_gan_draws_the_classes_it_is_asked_for() -> None:
     assert not torch.equal(same[0], other[0]) and torch.equal(same[1], other[1])
 
 
+def test_one_sided_label_smoothing_changes_only_the_real_images_target() -> None:
+    # Same seed, same batch, same noise: only the real images' target differs (1 or 0.8).
+    metrics = {smoothing: gan(steps=1, label_smoothing=smoothing).train_step()
+               for smoothing in (0.0, 0.2)}
+    assert metrics[0.2]["losses/d_loss"] != metrics[0.0]["losses/d_loss"]
+    assert metrics[0.2]["charts/d_real"] == metrics[0.0]["charts/d_real"]
+
+
 def test_an_epoch_of_steps_per_epoch_updates() -> None:
     trainer = make_trainer(DCGANTrainer, "digits", {"steps_per_epoch": 5, "batch_size": 500},
                            budget=Budget("epochs", 2))
