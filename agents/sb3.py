@@ -35,6 +35,7 @@ from toolkit.trainer import Agent, TrainerContext
 try:
     import stable_baselines3 as sb3
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.vec_env import DummyVecEnv
 except ImportError as exc:  # pragma: no cover - sb3 is in the dev extra
     raise GymkitError("the sb3-* agents need Stable-Baselines3; install it with "
@@ -137,6 +138,9 @@ class SB3Agent(Agent):
                                device=ctx.device, verbose=0,
                                policy_kwargs={"net_arch": list(cfg.net_arch)},
                                **{key: schedule(value) for key, value in cfg.hyperparams.items()})
+        # gymkit logs what SB3's logger records (name_to_value); SB3's default logger would
+        # also create a folder in the temp directory on every learn() call.
+        self.model.set_logger(Logger(folder=None, output_formats=[]))
         budget = ctx.budget.amount
         # Schedules run over the whole budget, not over one learn() call.
         self.model._update_current_progress_remaining = (

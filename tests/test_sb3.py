@@ -87,3 +87,16 @@ def test_the_dqn_replay_buffer_goes_to_side_files_and_back(tmp_path: Path) -> No
     assert np.array_equal(a.timeouts, b.timeouts)
     agent.close()
     fresh.close()
+
+
+def test_sb3s_losses_are_logged_and_no_temp_folder_is_left(monkeypatch: pytest.MonkeyPatch,
+                                                           tmp_path: Path) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # SB3's default logger's home
+    agent = make_trainer(SB3PPO, "cartpole", {"hyperparams": {"n_steps": 64}},
+                         budget=Budget("steps", 1024))
+    metrics = agent.train_step()
+    agent.close()
+    assert "losses/value_loss" in metrics and "losses/approx_kl" in metrics
+    assert not list(tmp_path.glob("SB3-*"))
