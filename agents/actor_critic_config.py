@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from toolkit.config import TrainerConfig, check_range, param
+from toolkit.config import TrainerConfig, check_range, check_sizes, param
 from toolkit.errors import ConfigError
 
 
@@ -43,8 +43,7 @@ class ActorCriticConfig(TrainerConfig):
         check_range(self, "vf_coef", 0)
         check_range(self, "max_grad_norm", 0)
         check_range(self, "lstm_hidden_size", 1)
-        if any(size < 1 for size in self.hidden):
-            raise ConfigError(f"hidden sizes must be positive, got {self.hidden}")
+        check_sizes(self, "hidden")
 
 
 @dataclass

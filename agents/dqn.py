@@ -43,7 +43,7 @@ from torch.nn import functional as F
 from agents.gradient_step import GradientStep
 from agents.replay import ReplayBuffer
 from toolkit.checkpoint import check_state_version
-from toolkit.config import TrainerConfig, check_range, param
+from toolkit.config import TrainerConfig, check_range, check_sizes, param
 from toolkit.environments import EnvSource
 from toolkit.errors import ConfigError, IncompatibleEnvError
 from toolkit.nets import fast_mlp, make_encoder, resolve_kind
@@ -121,8 +121,7 @@ class DQNConfig(TrainerConfig):
         if self.init_high <= self.init_low:
             raise ConfigError(f"init_high ({self.init_high}) must exceed init_low "
                               f"({self.init_low})")
-        if any(size < 1 for size in self.hidden):
-            raise ConfigError(f"hidden sizes must be positive, got {self.hidden}")
+        check_sizes(self, "hidden")
 
 
 def td_target(rewards: torch.Tensor, terminated: torch.Tensor, next_q_target: torch.Tensor,

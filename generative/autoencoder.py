@@ -32,10 +32,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from generative.image_trainer import ImageTrainer
-from toolkit.config import TrainerConfig, check_range, param
+from generative.image_trainer import ImageTrainer, check_halves_twice
+from toolkit.config import TrainerConfig, check_range, check_sizes, param
 from toolkit.data import Dataset
-from toolkit.errors import ConfigError, GymkitError
+from toolkit.errors import ConfigError
 from toolkit.images import image_grid
 from toolkit.nets.mlp import MLP
 from toolkit.trainer import TrainerContext
@@ -71,8 +71,7 @@ class AutoencoderConfig(TrainerConfig):
         check_range(self, "contraction", 0)
         check_range(self, "lr", 0, low_open=True)
         check_range(self, "batch_size", 1)
-        if len(self.channels) != 2 or any(size < 1 for size in self.channels):
-            raise ConfigError(f"channels must be two positive sizes, got {self.channels}")
+        check_sizes(self, "channels", count=2)
 
 
 class Autoencoder(nn.Module):
@@ -111,11 +110,8 @@ class Autoencoder(nn.Module):
 
 def conv_autoencoder(shape: tuple[int, ...], channels: list[int]
                      ) -> tuple[nn.Module, nn.Module]:
-    in_channels, height, width = shape
-    if height % 4 or width % 4:
-        raise GymkitError(f"the conv autoencoder pools the image twice, so its sides must be "
-                          f"divisible by 4, but this dataset's images are {height}x{width}; "
-                          "use --set variant=undercomplete")
+    check_halves_twice(shape, "the conv autoencoder", "use --set variant=undercomplete")
+    in_channels = shape[0]
     first, second = channels
     encoder = nn.Sequential(nn.Conv2d(in_channels, first, 3, padding=1), nn.ReLU(),
                             nn.MaxPool2d(2), nn.Conv2d(first, second, 3, padding=1), nn.ReLU(),

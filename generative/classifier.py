@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from generative.image_trainer import ImageTrainer
-from toolkit.config import TrainerConfig, check_range, param
+from generative.image_trainer import ImageTrainer, check_halves_twice
+from toolkit.config import TrainerConfig, check_range, check_sizes, param
 from toolkit.data import Dataset
 from toolkit.errors import ConfigError, GymkitError
 from toolkit.images import heatmap
@@ -41,10 +41,8 @@ class ClassifierConfig(TrainerConfig):
             raise ConfigError(f"architecture must be mlp or cnn, got {self.architecture!r}")
         check_range(self, "lr", 0, low_open=True)
         check_range(self, "batch_size", 1)
-        if not self.hidden or any(size < 1 for size in self.hidden):
-            raise ConfigError(f"hidden sizes must be positive, got {self.hidden}")
-        if len(self.channels) != 2 or any(size < 1 for size in self.channels):
-            raise ConfigError(f"channels must be two positive sizes, got {self.channels}")
+        check_sizes(self, "hidden", allow_empty=False)
+        check_sizes(self, "channels", count=2)
 
 
 class Classifier(nn.Module):
@@ -57,11 +55,8 @@ class Classifier(nn.Module):
                                                  MLP(math.prod(shape), cfg.hidden, "relu"))
             width = cfg.hidden[-1]
         else:
+            check_halves_twice(shape, "the cnn classifier", "use --set architecture=mlp")
             channels, height, image_width = shape
-            if height % 4 or image_width % 4:
-                raise GymkitError(f"the cnn classifier pools the image twice, so its sides must "
-                                  f"be divisible by 4, but this dataset's images are "
-                                  f"{height}x{image_width}; use --set architecture=mlp")
             first, second = cfg.channels
             flat = second * (height // 4) * (image_width // 4)
             width = cfg.hidden[0]

@@ -33,7 +33,7 @@ from torch.nn import functional as F
 
 from generative.classifier import Classifier, ClassifierConfig
 from generative.fid import class_histogram, classes_covered, features_of, frechet_distance
-from generative.image_trainer import ImageTrainer
+from generative.image_trainer import ImageTrainer, check_halves_twice
 from toolkit.checkpoint import check_state_version
 from toolkit.config import TrainerConfig, check_range, param
 from toolkit.data import Dataset
@@ -132,11 +132,7 @@ class DCGANTrainer(ImageTrainer):
 
     def __init__(self, cfg: DCGANConfig, source: Dataset, ctx: TrainerContext) -> None:
         super().__init__(cfg, source, ctx, name="dcgan", batch_size=cfg.batch_size)
-        _, height, width = source.shape
-        if height % 4 or width % 4:
-            raise GymkitError(f"dcgan upsamples twice, so image sides must be divisible by 4, "
-                              f"but {source.name}'s images are {height}x{width}; pick another "
-                              "--dataset")
+        check_halves_twice(source.shape, "dcgan", "pick another --dataset")
         if cfg.conditional and (self.train_y is None or source.classes is None):
             raise GymkitError(f"a conditional dcgan needs labels, and {source.name} has none; "
                               "drop --set conditional=true or pick a labelled --dataset")
@@ -156,6 +152,8 @@ class DCGANTrainer(ImageTrainer):
         self.fixed_z = self.draw_noise(64, noise)
         self.fixed_labels = torch.arange(64, device=self.device) % max(self.classes, 1)
         self._fid_classifier: Classifier | None = None
+        #: Per split: its real images' features, the same at every evaluation.
+        self._real_features: dict[str, np.ndarray] = {}
 
     # -- the networks' inputs ---------------------------------------------------------
 
@@ -269,9 +267,12 @@ class DCGANTrainer(ImageTrainer):
 
     def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
         classifier = self.fid_classifier()
-        real, _ = self.eval_data(self.eval_split(seed))
+        split = self.eval_split(seed)
+        if split not in self._real_features:
+            self._real_features[split] = features_of(classifier.features,
+                                                     self.eval_data(split)[0])
         fake = self.draw(self.cfg.eval_samples, torch.Generator().manual_seed(seed))
-        fid = frechet_distance(features_of(classifier.features, real),
+        fid = frechet_distance(self._real_features[split],
                                features_of(classifier.features, fake))
         with torch.no_grad():
             histogram = class_histogram(classifier(fake), self.dataset.classes or 1)

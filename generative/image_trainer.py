@@ -12,7 +12,17 @@ from toolkit.config import TrainerConfig
 from toolkit.data import Dataset
 from toolkit.data.loader import ShuffledBatches, to_tensors
 from toolkit.errors import GymkitError
+from toolkit.images import display_scale
 from toolkit.trainer import GenerativeTrainer, TrainerContext
+
+
+def check_halves_twice(shape: tuple[int, ...], what: str, fix: str) -> None:
+    """Raise GymkitError unless images of `shape` ``(C, H, W)`` can be halved twice (sides
+    divisible by 4), as the conv networks here halve (or double) them."""
+    _, height, width = shape
+    if height % 4 or width % 4:
+        raise GymkitError(f"{what} halves the image twice, so its sides must be divisible by 4, "
+                          f"but this dataset's images are {height}x{width}; {fix}")
 
 
 class ImageTrainer(GenerativeTrainer):
@@ -56,7 +66,7 @@ class ImageTrainer(GenerativeTrainer):
     @property
     def image_scale(self) -> int:
         """How many times larger to draw an image in a grid (8x8 digits: 7 times)."""
-        return max(1, 56 // self.dataset.shape[-1])
+        return display_scale(self.dataset.shape[-1])
 
     def batches(self) -> Iterator[torch.Tensor]:
         """The index batches of this train_step: the rest of the epoch, or of the budget."""

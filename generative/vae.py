@@ -29,13 +29,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from generative.image_trainer import ImageTrainer
-from toolkit.config import TrainerConfig, check_range, param
+from generative.image_trainer import ImageTrainer, check_halves_twice
+from toolkit.config import TrainerConfig, check_range, check_sizes, param
 from toolkit.data import Dataset
 from toolkit.data.loader import binarized
-from toolkit.errors import ConfigError, GymkitError
+from toolkit.errors import ConfigError
 from toolkit.images import image_grid
-from toolkit.nets.mlp import MLP
+from toolkit.nets.mlp import MLP, activation_class
 from toolkit.trainer import TrainerContext
 
 #: The fixed binarization of the evaluation splits draws from this seed (not the run's): every
@@ -83,10 +83,8 @@ class VAEConfig(TrainerConfig):
         check_range(self, "lr", 0, low_open=True)
         check_range(self, "batch_size", 1)
         check_range(self, "nll_samples", 0)
-        if not self.hidden or any(size < 1 for size in self.hidden):
-            raise ConfigError(f"hidden sizes must be positive, got {self.hidden}")
-        if len(self.channels) != 2 or any(size < 1 for size in self.channels):
-            raise ConfigError(f"channels must be two positive sizes, got {self.channels}")
+        check_sizes(self, "hidden", allow_empty=False)
+        check_sizes(self, "channels", count=2)
 
 
 class VAE(nn.Module):
@@ -141,13 +139,10 @@ class VAE(nn.Module):
 def conv_networks(shape: tuple[int, ...], cfg: VAEConfig) -> tuple[nn.Module, int, nn.Module]:
     """The conv encoder (two 4x4 stride-2 convolutions), its feature size, and the decoder
     that mirrors it with transposed convolutions."""
+    check_halves_twice(shape, "the conv VAE", "use --set architecture=mlp")
     channels, height, width = shape
-    if height % 4 or width % 4:
-        raise GymkitError(f"the conv VAE halves the image twice, so its sides must be "
-                          f"divisible by 4, but this dataset's images are {height}x{width}; "
-                          "use --set architecture=mlp")
     first, second = cfg.channels
-    act = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}.get(cfg.activation, nn.ReLU)
+    act = activation_class(cfg.activation)
     small = (second, height // 4, width // 4)
     encoder = nn.Sequential(nn.Conv2d(channels, first, 4, 2, 1), act(),
                             nn.Conv2d(first, second, 4, 2, 1), act(), nn.Flatten())

@@ -361,12 +361,8 @@ def sample(
     """Write a grid of samples from a generative model's checkpoint as a PNG."""
     from PIL import Image
 
-    from toolkit import launch
-    from toolkit.checkpoint import load_checkpoint
-    from toolkit.images import image_grid
+    from toolkit.images import display_scale, image_grid
 
-    if checkpoint not in ("last", "best"):
-        raise GymkitError(f"--checkpoint must be last or best, got '{checkpoint}'")
     if n < 1:
         raise GymkitError(f"--n must be positive, got {n}")
     if out.suffix.lower() != ".png":
@@ -374,23 +370,34 @@ def sample(
     if out.exists():
         raise GymkitError(f"{out} exists already; choose another --out (nothing is "
                           "overwritten)")
-    rundir, prepared = launch.rebuild(run_dir)
+    _, prepared = _trained_run(run_dir, checkpoint)
     trainer = prepared.trainer
-    if prepared.spec["kind"] != "generative":
-        raise GymkitError(f"{run_dir} is an agent's run; gymkit sample draws from generative "
-                          "models")
-    state = load_checkpoint(rundir.checkpoint(checkpoint), require=("trainer",))["trainer"]
-    trainer.load_policy_state_dict(state)
     try:
-        images = trainer.sample(n, seed)  # type: ignore[attr-defined]
+        if prepared.spec["kind"] != "generative":
+            raise GymkitError(f"{run_dir} is an agent's run; gymkit sample draws from "
+                              "generative models")
+        images = trainer.sample(n, seed)
     except NotImplementedError as exc:
         raise GymkitError(f"{prepared.spec['plugin']} cannot draw samples") from exc
     finally:
         trainer.close()
-    scale = max(1, 56 // images.shape[-1])
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image_grid(images, scale=scale)).save(out)
+    Image.fromarray(image_grid(images, scale=display_scale(images.shape[-1]))).save(out)
     print_path(stdout(), f"{n} samples of {checkpoint}.pt written to", out)
+
+
+def _trained_run(run_dir: Path, checkpoint: str) -> tuple[Any, Any]:
+    """The run directory and its rebuilt trainer with the weights of `checkpoint`
+    (``last`` or ``best``), for `gymkit eval` and `gymkit sample`."""
+    from toolkit import launch
+    from toolkit.checkpoint import load_checkpoint
+
+    if checkpoint not in ("last", "best"):
+        raise GymkitError(f"--checkpoint must be last or best, got '{checkpoint}'")
+    rundir, prepared = launch.rebuild(run_dir)
+    state = load_checkpoint(rundir.checkpoint(checkpoint), require=("trainer",))["trainer"]
+    prepared.trainer.load_policy_state_dict(state)
+    return rundir, prepared
 
 
 @app.command("eval", cls=GymkitCommand)
@@ -414,13 +421,9 @@ def evaluate(
     Without --render or --video it plays the episodes of the run's final
     evaluation, so `--episodes` equal to final_eval_episodes reproduces it.
     """
-    from toolkit import launch
-    from toolkit.checkpoint import load_checkpoint
     from toolkit.report import eval_rows
     from toolkit.watch import check_display, check_video_dir, watch
 
-    if checkpoint not in ("last", "best"):
-        raise GymkitError(f"--checkpoint must be last or best, got '{checkpoint}'")
     if episodes is not None and episodes < 1:
         raise GymkitError(f"--episodes must be positive, got {episodes}")
     if render is RenderMode.human:
@@ -428,7 +431,7 @@ def evaluate(
     if video is not None:
         check_video_dir(video)
     out = stdout()
-    rundir, prepared = launch.rebuild(run_dir)
+    rundir, prepared = _trained_run(run_dir, checkpoint)
     trainer = prepared.trainer
     if nll_samples is not None:
         if nll_samples < 1:
@@ -437,8 +440,6 @@ def evaluate(
             raise GymkitError(f"{prepared.spec['plugin']} has no likelihood estimate; drop "
                               "--nll-samples")
         trainer.cfg.nll_samples = nll_samples
-    state = load_checkpoint(rundir.checkpoint(checkpoint), require=("trainer",))["trainer"]
-    trainer.load_policy_state_dict(state)
     try:
         if render is not None or video is not None:
             mode = render.value if render else "rgb_array"

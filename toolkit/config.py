@@ -110,6 +110,20 @@ class RunSettings(BaseConfig):
         return chosen[0]
 
 
+def check_sizes(cfg: object, name: str, *, count: int | None = None,
+                allow_empty: bool = True) -> None:
+    """Raise ConfigError unless ``cfg.name`` is a list of positive layer sizes (exactly
+    `count` of them when given; at least one unless `allow_empty`)."""
+    sizes = getattr(cfg, name)
+    if count is not None:
+        if len(sizes) != count or any(size < 1 for size in sizes):
+            words = {1: "one", 2: "two", 3: "three"}
+            raise ConfigError(f"{name} must be {words.get(count, count)} positive sizes, got "
+                              f"{sizes}")
+    elif (not sizes and not allow_empty) or any(size < 1 for size in sizes):
+        raise ConfigError(f"{name} sizes must be positive, got {sizes}")
+
+
 def check_range(
     cfg: object,
     name: str,

@@ -27,6 +27,12 @@ def heatmap(values: np.ndarray, *, cell: int = 32) -> np.ndarray:
     return np.ascontiguousarray(image.round().astype(np.uint8))
 
 
+def display_scale(side: int) -> int:
+    """How many times larger to draw images of `side` pixels in a grid: to about 56 pixels
+    (8x8 digits 7 times larger, 28x28 images twice)."""
+    return max(1, 56 // side)
+
+
 def image_grid(images: np.ndarray, *, columns: int = 8, padding: int = 2, scale: int = 1,
                pad_value: float = 1.0) -> np.ndarray:
     """A batch ``(N, C, H, W)`` of values in [0, 1] (C = 1 or 3) -> one HWC uint8 RGB image,
