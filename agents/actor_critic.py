@@ -44,6 +44,7 @@ from agents.actor_critic_config import (
     RecurrentA2CConfig,
     RecurrentPPOConfig,
 )
+from agents.actor_critic_gradients import CategoricalLossGradients
 from agents.actor_critic_net import ActorCritic, RecurrentState
 from agents.gradient_step import GradientStep
 from agents.returns import gae
@@ -220,6 +221,9 @@ class ActorCriticAgent(Agent):
                                               fused=fused)
         self.gradient_step = GradientStep([p for p in self.net.parameters() if p.requires_grad],
                                           self.optimizer, cfg.max_grad_norm)
+        #: `_loss_gradients`' (None where they do not apply), once checked.
+        self._fast_gradients: CategoricalLossGradients | None = None
+        self._fast_checked = False
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(ctx.seed)
         self.rng = np.random.default_rng(ctx.seed)
@@ -385,6 +389,24 @@ class ActorCriticAgent(Agent):
         self.gradient_step(loss)
         self.updates += 1
 
+    def _loss_gradients(self) -> CategoricalLossGradients | None:
+        """The losses' gradients without autograd, where they apply (see
+        `agents.actor_critic_gradients`) and the gradient step takes them. Made once: like
+        the gradient step's flat buffers, it holds views of the parameters, which are
+        updated in place (by the optimizer, by load_state_dict) and never replaced."""
+        if not self.gradient_step.takes_gradients:
+            return None
+        if not self._fast_checked:
+            self._fast_gradients = CategoricalLossGradients.for_net(
+                self.net, ent_coef=self.cfg.ent_coef,
+                clip_range_vf=getattr(self.cfg, "clip_range_vf", 0.0))
+            self._fast_checked = True
+        return self._fast_gradients
+
+    def _apply(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        self.gradient_step.apply(params, grads)
+        self.updates += 1
+
     def progress(self) -> dict[str, int]:
         return {"steps": self.steps, "episodes": self.episodes}
 
@@ -438,21 +460,29 @@ class A2C(ActorCriticAgent):
     def _update(self, rollout: Rollout, fraction_left: float) -> dict[str, float]:
         cfg = self.cfg
         envs = torch.arange(cfg.n_envs, device=self.device) if self.net.recurrent else None
-        # With ent_coef 0 the entropy adds nothing to the gradient: it is computed for the
-        # metrics only, outside autograd.
-        log_probs, entropy, values = self._evaluate_actions(rollout, envs, None,
-                                                            entropy_grad=cfg.ent_coef > 0)
         advantages = self._select(rollout.advantages, envs, None)
         if cfg.normalize_advantage:
             advantages = normalized(advantages)
         returns = self._select(rollout.returns, envs, None)
-        policy_loss = -(advantages * log_probs).mean()
-        value_loss = F.mse_loss(values, returns)
-        entropy_loss = -entropy.mean()
-        loss = policy_loss + cfg.vf_coef * value_loss
-        if cfg.ent_coef > 0:
-            loss = loss + cfg.ent_coef * entropy_loss
-        self._gradient_step(loss)
+        fast = self._loss_gradients()
+        if fast is not None:
+            losses = fast.a2c(rollout.flat_obs, rollout.flat_actions, advantages, returns,
+                              cfg.vf_coef)
+            self._apply(losses.params, losses.grads)
+            policy_loss, value_loss = losses.policy_loss, losses.value_loss
+            entropy_loss = -self.net.action_head.entropy_from(losses.log_p).mean()
+        else:
+            # With ent_coef 0 the entropy adds nothing to the gradient: it is computed for
+            # the metrics only, outside autograd.
+            log_probs, entropy, values = self._evaluate_actions(rollout, envs, None,
+                                                                entropy_grad=cfg.ent_coef > 0)
+            policy_loss = -(advantages * log_probs).mean()
+            value_loss = F.mse_loss(values, returns)
+            entropy_loss = -entropy.mean()
+            loss = policy_loss + cfg.vf_coef * value_loss
+            if cfg.ent_coef > 0:
+                loss = loss + cfg.ent_coef * entropy_loss
+            self._gradient_step(loss)
         policy, value, entropy_value = torch.stack(
             [policy_loss.detach(), value_loss.detach(), -entropy_loss.detach()]).tolist()
         return {"losses/policy_loss": policy, "losses/value_loss": value,
@@ -489,8 +519,28 @@ class PPO(ActorCriticAgent):
         ratios: list[torch.Tensor] = []
         log_ratios: list[torch.Tensor] = []
         stop = False
+        fast = self._loss_gradients()
         for _ in range(cfg.n_epochs):
             for envs, index in self._minibatches(steps, n):
+                if fast is not None and index is not None:
+                    advantages, old_log_probs, returns = flat_table[:3, index].unbind()
+                    if cfg.normalize_advantage:
+                        advantages = normalized(advantages)
+                    losses = fast.ppo(rollout.flat_obs[index], rollout.flat_actions[index],
+                                      advantages, old_log_probs, returns, clip, cfg.vf_coef)
+                    self._apply(losses.params, losses.grads)
+                    assert losses.ratio is not None and losses.log_ratio is not None
+                    policy_losses.append(losses.policy_loss)
+                    value_losses.append(losses.value_loss)
+                    entropies.append(losses.log_p)
+                    ratios.append(losses.ratio)
+                    log_ratios.append(losses.log_ratio)
+                    if cfg.target_kl > 0:
+                        stop = float(approx_kl(losses.ratio, losses.log_ratio)) > (
+                            1.5 * cfg.target_kl)
+                        if stop:
+                            break
+                    continue
                 if cfg.ent_coef > 0:
                     log_probs, entropy, values = self._evaluate_actions(rollout, envs, index)
                 else:  # the entropies are for the metrics only: all at once, at the end

@@ -110,14 +110,26 @@ def test_rl_benchmark_prints_each_algorithm_against_sb3() -> None:
 
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, str(root / "benchmarks" / "rl_vs_sb3.py"),
-                          "--steps", "2000", "--eval-every", "1000"],
+                          "--steps", "2000", "--eval-every", "1000", "--seeds", "0", "1"],
                          capture_output=True, text=True, check=True).stdout
     tables = out.split("\n\n")[1:]
-    assert [table.split()[0] for table in tables] == ["dqn", "ppo", "a2c"]
+    assert [" ".join(table.split()[:3]) for table in tables] == [
+        title for algo in ("dqn", "ppo", "a2c")
+        for title in (f"seed 0: {algo}", f"seed 1: {algo}", f"{algo}, mean over")]
+    seeds_sps: dict[str, list[float]] = {"gymkit": [], "SB3": []}
     for table in tables:
         rows = {line.split()[0]: line.split() for line in table.splitlines()[1:]}
-        gymkit, sb3 = (float(rows[side][4].replace(",", "")) for side in ("gymkit", "SB3"))
+        summary = "mean over" in table
+        gymkit, sb3 = (float(rows[side][1 if summary else 4].replace(",", ""))
+                       for side in ("gymkit", "SB3"))
         assert float(rows["ratio"][1]) == pytest.approx(gymkit / sb3, abs=0.01)
+        if summary:  # the means of the seeds' steps/s (printed rounded)
+            assert gymkit == pytest.approx(np.mean(seeds_sps["gymkit"]), abs=1)
+            assert sb3 == pytest.approx(np.mean(seeds_sps["SB3"]), abs=1)
+            seeds_sps = {"gymkit": [], "SB3": []}
+        else:
+            seeds_sps["gymkit"].append(gymkit)
+            seeds_sps["SB3"].append(sb3)
 
 
 def test_generative_benchmark_prints_both_loops_and_their_ratio() -> None:

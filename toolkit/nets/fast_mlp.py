@@ -140,6 +140,11 @@ class LinearChain:
                 self.layers.append(_Activation(layer, IN_PLACE.get(layer, layer) if after_linear
                                                else layer))
 
+    def parameters(self) -> list[torch.Tensor]:
+        """The Linear layers' weights and biases."""
+        return [p for layer in self.layers if isinstance(layer, _Linear)
+                for p in (layer.weight, layer.bias) if p is not None]
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
             x = _linear(layer, x) if isinstance(layer, _Linear) else layer.apply(x)
