@@ -27,8 +27,6 @@ fresh episodes (``exact_resume = False``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -53,7 +51,7 @@ from toolkit.config import TrainerConfig
 from toolkit.environments import EnvSource
 from toolkit.errors import IncompatibleEnvError
 from toolkit.policy import Policy
-from toolkit.seeding import numpy_rng_state, set_numpy_rng_state
+from toolkit.seeding import memory_left_unfilled, numpy_rng_state, set_numpy_rng_state
 from toolkit.trainer import Agent, TrainerContext
 from toolkit.vector import finished_episodes
 
@@ -146,23 +144,6 @@ class ActorCriticPolicy(Policy):
             actions = head.mode(dist) if self.deterministic else head.sample(dist,
                                                                             self.generator)
         return env_actions(actions, self.action_space)
-
-
-@contextmanager
-def memory_left_unfilled() -> Iterator[None]:
-    """Within the block, memory that torch allocates is left as it is, where deterministic
-    algorithms (which the launcher turns on) have torch fill it with NaN first. That fill
-    only shows a kernel that reads numbers it has not written, and the agent's kernels
-    write all they read; it cost ppo-lstm 5% (oneDNN's LSTM allocates its workspaces on
-    every call). PyTorch's documentation: a program that does not read uninitialized
-    memory stays deterministic with the fill off. The setting is restored after."""
-    deterministic: Any = torch.utils.deterministic  # a module with a property
-    fill = deterministic.fill_uninitialized_memory
-    deterministic.fill_uninitialized_memory = False
-    try:
-        yield
-    finally:
-        deterministic.fill_uninitialized_memory = fill
 
 
 def env_actions(actions: torch.Tensor, space: gym.Space) -> np.ndarray:
