@@ -27,8 +27,7 @@ the schedules, the RNGs and the counters; the envs start fresh episodes.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -44,6 +43,7 @@ from agents.gradient_step import GradientStep
 from agents.replay import ReplayBuffer
 from toolkit.checkpoint import check_state_version
 from toolkit.config import TrainerConfig, check_range, check_sizes, param
+from toolkit.denormals import flush_denormals
 from toolkit.environments import EnvSource
 from toolkit.errors import ConfigError, IncompatibleEnvError
 from toolkit.nets import fast_mlp, make_encoder, resolve_kind
@@ -133,34 +133,6 @@ def td_target(rewards: torch.Tensor, terminated: torch.Tensor, next_q_target: to
     else:
         next_value = next_q_target.gather(1, next_q_online.argmax(dim=1, keepdim=True)).squeeze(1)
     return rewards + gamma * (1.0 - terminated) * next_value
-
-
-def _flush_denormal_is_on() -> bool:
-    # 1e-38 is a normal float32; a thousandth of it is subnormal, or 0 when the CPU
-    # flushes subnormal results to zero.
-    return bool(torch.full((1,), 1e-38).mul_(1e-3).item() == 0.0)
-
-
-@contextmanager
-def flush_denormals(device: torch.device) -> Iterator[None]:
-    """Within the block the CPU treats subnormal floats as zero (the FTZ and DAZ flags of
-    this thread); the previous setting is restored after it.
-
-    Adam's first moment of a weight whose gradient is zero (a dead ReLU unit: many of
-    them in a 256-wide layer) shrinks by 0.9 per step into the subnormal range, where
-    every arithmetic operation on it takes a slow path of the CPU. On CartPole's rl-zoo
-    settings more than half of the moments are subnormal and Adam's step took several
-    times longer. A subnormal moment moves its weight by less than 1e-30, below the
-    weight's rounding step: the weights come out the same bits either way (checked over
-    a whole 50k-step run), only such moments are stored as 0. Nothing changes on a GPU."""
-    if device.type != "cpu" or _flush_denormal_is_on():
-        yield
-        return
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
 
 
 class QNetwork(nn.Module):

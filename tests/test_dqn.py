@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agents.dqn import DQN, QNetwork, flush_denormals, td_target
+from agents.dqn import DQN, QNetwork, td_target
 from toolkit import launch
 from toolkit.errors import CheckpointError, ConfigError
 from toolkit.nets import fast_mlp
@@ -280,23 +280,6 @@ def test_the_chain_s_backward_is_autograd_s_to_the_bit() -> None:
             ours = dict(zip(*chain.backward(outputs, grad), strict=True))
             assert ours.keys() == set(params)
             assert all(torch.equal(ours[p], p.grad) for p in params)
-
-
-def test_flush_denormals_flushes_inside_and_restores_outside() -> None:
-    def subnormal() -> float:
-        return float(torch.full((1,), 1e-38).mul_(1e-3).item())
-
-    assert subnormal() != 0.0
-    with flush_denormals(torch.device("cpu")):
-        assert subnormal() == 0.0
-    assert subnormal() != 0.0
-    torch.set_flush_denormal(True)
-    try:  # already on: left on
-        with flush_denormals(torch.device("cpu")):
-            assert subnormal() == 0.0
-        assert subnormal() == 0.0
-    finally:
-        torch.set_flush_denormal(False)
 
 
 def test_the_policy_is_greedy_or_explores() -> None:
