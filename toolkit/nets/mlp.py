@@ -16,6 +16,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "gelu": nn.GELU,
     "silu": nn.SiLU,
     "leaky_relu": nn.LeakyReLU,
+    "sigmoid": nn.Sigmoid,
 }
 
 ActivationSpec = str | type[nn.Module]
