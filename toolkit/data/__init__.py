@@ -2,8 +2,8 @@
 
 A dataset is registered as a `DatasetSource`: what `gymkit list` shows without loading it,
 and a loader ``(data_dir) -> Dataset``. gymkit's own (``digits``, ``mnist``,
-``fashion-mnist``, ``bars-and-stripes``, ``folder``) are registered here; plugins add theirs
-with ``DATASETS.add(name, source)`` or ``@DATASETS.register(name)`` above a
+``fashion-mnist``, ``bars-and-stripes``, ``folder``, ``movielens``) are registered here;
+plugins add theirs with ``DATASETS.add(name, source)`` or ``@DATASETS.register(name)`` above a
 ``@dataset_source(...)`` loader.
 """
 

@@ -1,4 +1,5 @@
-"""gymkit's own datasets: digits, mnist, fashion-mnist, bars-and-stripes and folder.
+"""gymkit's own datasets: digits, mnist, fashion-mnist, bars-and-stripes, folder and
+movielens (`toolkit.data.movielens`).
 
 Each loader imports what it needs when it runs, so that listing them costs nothing.
 """
@@ -13,6 +14,7 @@ import numpy as np
 
 from toolkit.data.dataset import Dataset, DatasetError, DatasetSource, Split, fixed_split
 from toolkit.data.idx import read_idx
+from toolkit.data.movielens import MOVIELENS
 
 # -- digits ---------------------------------------------------------------------------
 
@@ -214,4 +216,4 @@ def load_folder(data_dir: Path | None) -> Dataset:
 FOLDER = DatasetSource(load_folder, shape=None, size="any", origin="--data-dir DIR")
 
 BUILTIN = {"digits": DIGITS, "mnist": MNIST, "fashion-mnist": FASHION_MNIST,
-           "bars-and-stripes": BARS_AND_STRIPES, "folder": FOLDER}
+           "bars-and-stripes": BARS_AND_STRIPES, "folder": FOLDER, "movielens": MOVIELENS}
