@@ -15,3 +15,6 @@ GENERATIVE.add_lazy("classifier", "generative.classifier:ClassifierTrainer",
 GENERATIVE.add_lazy("dcgan", "generative.dcgan:DCGANTrainer",
                     description="DCGAN: a textbook's generator and discriminator, "
                     "non-saturating loss, label smoothing, class-conditional option")
+GENERATIVE.add_lazy("dbn", "generative.dbn:DBNTrainer",
+                    description="Deep belief network: RBMs pretrained layer by layer, then "
+                    "fine-tuned as a classifier by backpropagation (labelled images)")

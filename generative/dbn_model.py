@@ -118,7 +118,10 @@ class LayerPretraining:
 
 def _shuffled(data: torch.Tensor, batch_size: int, generator: torch.Generator
               ) -> Iterator[torch.Tensor]:
-    order = torch.randperm(len(data), generator=generator).to(data.device)
+    # Drawn on the generator's device: contrastive divergence draws with the same generator
+    # on the data's device, so on a GPU it is a CUDA generator (on the CPU: the same bits).
+    order = torch.randperm(len(data), generator=generator, device=generator.device
+                           ).to(data.device)
     for start in range(0, len(data), batch_size):
         yield data[order[start:start + batch_size]]
 
