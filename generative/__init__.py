@@ -15,6 +15,9 @@ GENERATIVE.add_lazy("classifier", "generative.classifier:ClassifierTrainer",
 GENERATIVE.add_lazy("dcgan", "generative.dcgan:DCGANTrainer",
                     description="DCGAN: a textbook's generator and discriminator, "
                     "non-saturating loss, label smoothing, class-conditional option")
+GENERATIVE.add_lazy("rbm", "generative.rbm:RBMTrainer",
+                    description="Restricted Boltzmann machine: Bernoulli or Gaussian visibles, "
+                    "CD-k or PCD-k, pseudo-likelihood and AIS log-likelihood")
 GENERATIVE.add_lazy("dbn", "generative.dbn:DBNTrainer",
                     description="Deep belief network: RBMs pretrained layer by layer, then "
                     "fine-tuned as a classifier by backpropagation (labelled images)")

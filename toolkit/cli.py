@@ -415,6 +415,13 @@ def evaluate(
     nll_samples: Annotated[int | None, typer.Option(
         "--nll-samples", metavar="K", help="a generative model's importance-weighted negative "
                                            "log-likelihood with K samples (eval/nll_iw)")] = None,
+    ais_runs: Annotated[int | None, typer.Option(
+        "--ais-runs", metavar="R", help="an energy model's log-likelihood by annealed importance "
+                                        "sampling with R runs (eval/ais_ll)")] = None,
+    ais_betas: Annotated[int | None, typer.Option(
+        "--ais-betas", metavar="M", help="AIS's number of inverse temperatures, linear from 0 to "
+                                         "1 (with --ais-runs) "
+                                         + _default("the config's ais_betas, 10000"))] = None,
 ) -> None:
     """Evaluate a trained run's checkpoint, optionally rendering or recording it.
 
@@ -440,6 +447,20 @@ def evaluate(
             raise GymkitError(f"{prepared.spec['plugin']} has no likelihood estimate; drop "
                               "--nll-samples")
         trainer.cfg.nll_samples = nll_samples
+    if ais_runs is not None or ais_betas is not None:
+        if ais_runs is not None and ais_runs < 1:
+            raise GymkitError(f"--ais-runs must be positive, got {ais_runs}")
+        if ais_betas is not None and ais_betas < 2:
+            raise GymkitError(f"--ais-betas must be at least 2 (0 and 1), got {ais_betas}")
+        if not hasattr(trainer.cfg, "ais_runs"):
+            raise GymkitError(f"{prepared.spec['plugin']} has no AIS likelihood estimate; drop "
+                              "--ais-runs and --ais-betas")
+        if ais_runs is not None:
+            trainer.cfg.ais_runs = ais_runs
+        if ais_betas is not None:
+            trainer.cfg.ais_betas = ais_betas
+        if trainer.cfg.ais_runs < 1:
+            raise GymkitError("--ais-betas sets the schedule of the AIS runs; add --ais-runs R")
     try:
         if render is not None or video is not None:
             mode = render.value if render else "rgb_array"

@@ -1,0 +1,424 @@
+"""Restricted Boltzmann machine trained by contrastive divergence (Hinton, 2002) or persistent
+contrastive divergence (Tieleman, 2008), following Hinton's "A practical guide to training
+restricted Boltzmann machines" (2010). The model and the gradient estimate are in
+`generative.rbm_model`, the partition function in `generative.ais`.
+
+Visibles are binary (``visible=bernoulli``; grey images are binarized, by default with a
+fresh draw per batch, while evaluations use one fixed draw) or Gaussian of unit variance
+(``visible=gaussian``): then every pixel is standardized to mean 0 and variance 1 over the
+training split (dividing by at least `MIN_STD`, 0.1: a pixel that hardly varies is not
+blown up), the model is fit to the standardized data, and its densities are densities of
+standardized images.
+
+Training follows the guide: weights from N(0, 0.01^2), hidden biases 0, visible biases
+log(p_i / (1 - p_i)) from the training data (binary visibles; 0 for standardized ones),
+momentum `momentum_start` for the first `momentum_switch_epochs` epochs and `momentum_end`
+after, L2 weight decay on the weights only, and optionally a sparsity target for the mean
+activity of each hidden unit. One train_step is one epoch (or what is left of a budget in
+steps).
+
+Evaluations (validation split; the test split at the end and in ``gymkit eval``), per image:
+
+- ``eval/recon_error``: |v - E[v | p(h | v)]|^2, the squared error of a mean-field
+  reconstruction (the guide's diagnostic, not a likelihood);
+- ``eval/pseudo_ll`` (binary visibles): scikit-learn's ``BernoulliRBM.score_samples``,
+  V log sigmoid(F(v~) - F(v)) with v~ the image with one randomly chosen pixel flipped (the
+  pixels are drawn from the evaluation's seed, so every periodic evaluation flips the same
+  ones): comparable with scikit-learn, but noisy (one pixel stands for all V);
+- ``eval/pseudo_ll_full`` (binary visibles): its expectation over the flipped pixel, the
+  pseudo-log-likelihood sum_i log p(v_i | v_-i) itself, with every pixel flipped in turn,
+  on the first `FULL_PLL_IMAGES` (1,000) images of the split. ``eval/loss``, which picks
+  best.pt, is its negative (for Gaussian visibles: the reconstruction error);
+- ``eval/free_energy`` and ``eval/free_energy_gap``: the mean F(v) of the split, and that
+  minus the mean F(v) of as many training images (a widening gap means overfitting, the
+  guide's section 6);
+- with ``ais_runs = R > 0`` (``gymkit eval RUN --ais-runs R --ais-betas M``): log Z by
+  annealed importance sampling over M linear betas (``eval/ais_log_z`` within
+  [``eval/ais_log_z_low``, ``eval/ais_log_z_high``]), and the average log-likelihood
+  ``eval/ais_ll`` = mean(-F(v)) - log Z within [``eval/ais_ll_low``, ``eval/ais_ll_high``].
+  Where the importance weights' spread exceeds their mean (few runs), the interval's lower
+  end for Z is 0: then ``eval/ais_log_z_low`` and ``eval/ais_ll_high`` are left out rather
+  than reported as infinite.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from generative.ais import ais_log_partition, linear_betas
+from generative.image_trainer import ImageTrainer
+from generative.rbm_model import (
+    RBM,
+    bernoulli,
+    contrastive_divergence,
+    data_visible_bias,
+    full_pseudo_log_likelihood,
+    pseudo_log_likelihood,
+    sparsity_gradient,
+)
+from generative.vae import EVAL_BINARIZATION_SEED
+from toolkit.config import TrainerConfig, check_range, param
+from toolkit.data import Dataset
+from toolkit.data.loader import binarized
+from toolkit.errors import ConfigError, GymkitError
+from toolkit.images import image_grid
+from toolkit.trainer import TrainerContext
+
+#: The Gibbs chains drawn in the logged images: how many, and after how many steps.
+CHAINS_SHOWN = 8
+#: Filters drawn in the logged image, at most.
+FILTERS_SHOWN = 100
+#: eval/pseudo_ll_full scores the first this many images of a split: it costs V times a free
+#: energy per image (MNIST with 500 hidden units: 5 s per 1,000 images on one CPU thread).
+FULL_PLL_IMAGES = 1000
+#: Gaussian visibles: the least standard deviation a pixel is divided by (on the [0, 1]
+#: scale), so that a rare stroke in a pixel that hardly varies in the training split does not
+#: become an outlier of dozens of standard deviations.
+MIN_STD = 0.1
+
+
+@dataclass
+class RBMConfig(TrainerConfig):
+    visible: str = param("bernoulli", "visible units: bernoulli (binary pixels) or gaussian "
+                                      "(unit variance, on per-pixel standardized data)")
+    hidden: int = param(100, "number of hidden units")
+    k: int = param(1, "Gibbs steps per gradient estimate (CD-k, PCD-k)")
+    persistent: bool = param(False, "persistent contrastive divergence: keep batch_size "
+                                    "fantasy chains across updates (PCD-k) instead of "
+                                    "starting at the data (CD-k)")
+    lr: float = param(0.05, "learning rate (of the batch-mean gradient)")
+    lr_schedule: str = param("linear", "constant, or linear: decayed linearly to 0 over the "
+                                         "budget (Tieleman's PCD; the final model is then "
+                                         "not one point of an oscillation)")
+    batch_size: int = param(20, "images per update")
+    momentum_start: float = param(0.5, "momentum for the first momentum_switch_epochs epochs")
+    momentum_end: float = param(0.9, "momentum after them")
+    momentum_switch_epochs: int = param(5, "epochs at momentum_start (Hinton's guide: 5)")
+    weight_decay: float = param(2e-4, "L2 weight decay on the weights (not the biases)")
+    sparsity_target: float = param(0.0, "desired mean activity of each hidden unit (0: no "
+                                        "sparsity penalty)")
+    sparsity_cost: float = param(0.1, "weight of the sparsity penalty")
+    sparsity_decay: float = param(0.95, "decay of the running estimate of each hidden unit's "
+                                        "mean activity")
+    binarize: str = param("dynamic", "binary visibles on grey images: dynamic (a fresh draw "
+                                     "per batch; evaluations use one fixed draw), threshold "
+                                     "(0.5), or none (the data must be binary)")
+    sample_steps: int = param(1000, "Gibbs steps from noise to a sample (gymkit sample, and "
+                                    "the logged chains)")
+    ais_runs: int = param(0, "AIS runs for eval/ais_ll in evaluations (0: none; gymkit eval "
+                             "--ais-runs R sets it)")
+    ais_betas: int = param(10_000, "inverse temperatures of AIS, linear from 0 to 1 (gymkit "
+                                   "eval --ais-betas M sets it)")
+
+    def validate(self) -> None:
+        for key, options in (("visible", ("bernoulli", "gaussian")),
+                             ("binarize", ("dynamic", "threshold", "none")),
+                             ("lr_schedule", ("constant", "linear"))):
+            if getattr(self, key) not in options:
+                raise ConfigError(f"{key} must be one of {', '.join(options)}, got "
+                                  f"{getattr(self, key)!r}")
+        check_range(self, "hidden", 1)
+        check_range(self, "k", 1)
+        check_range(self, "lr", 0, low_open=True)
+        check_range(self, "batch_size", 1)
+        check_range(self, "momentum_start", 0, 1, high_open=True)
+        check_range(self, "momentum_end", 0, 1, high_open=True)
+        check_range(self, "momentum_switch_epochs", 0)
+        check_range(self, "weight_decay", 0)
+        check_range(self, "sparsity_target", 0, 1, high_open=True)
+        check_range(self, "sparsity_cost", 0)
+        check_range(self, "sparsity_decay", 0, 1, high_open=True)
+        check_range(self, "sample_steps", 1)
+        check_range(self, "ais_runs", 0)
+        check_range(self, "ais_betas", 2)
+
+
+class RBMTrainer(ImageTrainer):
+    """Bernoulli- or Gaussian-Bernoulli RBM trained by CD-k or PCD-k."""
+
+    Config = RBMConfig
+    cfg: RBMConfig
+    model: RBM
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        # Hinton & Salakhutdinov's rbm.m (Science, 2006): CD-1, learning rate 0.1, weight
+        # cost 0.0002, momentum 0.5 then 0.9 after 5 epochs, batches of 100; 500 hidden
+        # units as in their MNIST classifier's first layer; 50 epochs.
+        "rbm-m": {"hidden": 500, "k": 1, "persistent": False, "lr": 0.1, "batch_size": 100,
+                  "momentum_start": 0.5, "momentum_end": 0.9, "momentum_switch_epochs": 5,
+                  "weight_decay": 2e-4, "lr_schedule": "constant", "epochs": 50},
+        # scikit-learn's BernoulliRBM in its digits example: PCD-1, 100 hidden units,
+        # learning rate 0.06, batches of 10, 10 epochs, no momentum, no weight decay
+        # (scikit-learn trains on grey levels; here the pixels are binarized).
+        "sklearn-digits": {"hidden": 100, "k": 1, "persistent": True, "lr": 0.06,
+                           "batch_size": 10, "momentum_start": 0.0, "momentum_end": 0.0,
+                           "weight_decay": 0.0, "lr_schedule": "constant", "epochs": 10},
+    }
+
+    def __init__(self, cfg: RBMConfig, source: Dataset, ctx: TrainerContext) -> None:
+        super().__init__(cfg, source, ctx, name="rbm", batch_size=cfg.batch_size)
+        self.gaussian = cfg.visible == "gaussian"
+        flat = self.train_x.flatten(1)
+        if self.gaussian:
+            self.data_mean = flat.mean(0)
+            self.data_std = flat.std(0).clamp_min(MIN_STD)
+            self.train_v = (flat - self.data_mean) / self.data_std
+            self.base_bias: torch.Tensor | None = None
+            visible_bias = self.train_v.mean(0).cpu()
+        else:
+            if cfg.binarize == "none" and not bool(((flat == 0) | (flat == 1)).all()):
+                raise GymkitError(f"the bernoulli rbm with binarize=none needs 0/1 pixels, but "
+                                  f"{source.name} holds grey levels; use --set "
+                                  "binarize=dynamic or threshold, or --set visible=gaussian")
+            self.train_v = flat
+            expected = binarized(flat, "threshold") if cfg.binarize == "threshold" else flat
+            self.base_bias = data_visible_bias(expected)
+            visible_bias = self.base_bias.cpu()
+        # Initial weights from the run's generator; the Gibbs chains' and binarization's
+        # draws from a generator on the device, so that they need no copies.
+        self.model = RBM(self.train_v.shape[1], cfg.hidden, gaussian=self.gaussian,
+                         generator=self.generator, visible_bias=visible_bias).to(self.device)
+        self.sampler = torch.Generator(device=self.device).manual_seed(ctx.seed + 1)
+        # torch.optim.SGD with momentum is the guide's update: its buffer u = mu u + g + wd W
+        # makes the step -lr u, and Hinton's increment Delta = mu Delta - lr (g + wd W) is
+        # -lr u while lr is constant (under the linear schedule torch scales the whole buffer
+        # by the current rate, Hinton only the new gradient: a difference of order 1/updates).
+        # Two parameter groups put the weight decay on the weights only; `train_step` sets
+        # the momentum and the learning rate per batch.
+        model = self.model
+        self.optimizer = torch.optim.SGD(
+            [{"params": [model.weight], "weight_decay": cfg.weight_decay},
+             {"params": [model.visible_bias, model.hidden_bias], "weight_decay": 0.0}],
+            lr=cfg.lr, momentum=cfg.momentum_start)
+        #: PCD's fantasy particles, (batch_size, V); started from the base-rate model.
+        self.chain: torch.Tensor | None = self.noise(cfg.batch_size, self.sampler) \
+            if cfg.persistent else None
+        #: The running estimate q of each hidden unit's mean activity (sparsity penalty).
+        self.activity = torch.full((cfg.hidden,), cfg.sparsity_target, device=self.device)
+        #: The last update of the weights (for the update/weight histogram); not saved.
+        self.last_update: torch.Tensor | None = None
+        self.fixed_x = self.eval_data("validation")[0][:8]
+
+    # -- data -------------------------------------------------------------------------
+
+    def _train_batch(self, index: torch.Tensor) -> torch.Tensor:
+        v = self.train_v[index]
+        if not self.gaussian and self.cfg.binarize != "none":
+            v = binarized(v, self.cfg.binarize, self.sampler)
+        return v
+
+    def prepare_eval(self, x: torch.Tensor) -> torch.Tensor:
+        """Flat rows as the model takes them: standardized (Gaussian visibles), or binarized
+        with one fixed draw (the same images in every run, and the VAE's)."""
+        flat = x.flatten(1)
+        if self.gaussian:
+            return (flat - self.data_mean) / self.data_std
+        if self.cfg.binarize == "none":
+            return flat
+        fixed = torch.Generator().manual_seed(EVAL_BINARIZATION_SEED)
+        return binarized(flat.cpu(), self.cfg.binarize, fixed).to(self.device)
+
+    def noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """`n` draws from the base-rate model: the start of Gibbs chains."""
+        if self.base_bias is None:
+            return self.model.visible_bias.detach() + torch.randn(
+                (n, self.model.visible), generator=generator, device=self.device)
+        return bernoulli(torch.sigmoid(self.base_bias).to(self.device).expand(n, -1), generator)
+
+    def to_images(self, v: torch.Tensor) -> np.ndarray:
+        """Visible means as images (C, H, W) in [0, 1] (Gaussian: un-standardized)."""
+        if self.gaussian:
+            v = v * self.data_std + self.data_mean
+        return v.clamp(0.0, 1.0).view(-1, *self.dataset.shape).cpu().numpy()
+
+    # -- training ---------------------------------------------------------------------
+
+    def momentum(self, done: int) -> float:
+        """The momentum of the update after `done` updates: momentum_start in the first
+        momentum_switch_epochs epochs, momentum_end after."""
+        cfg = self.cfg
+        early = done // self.shuffled.batches_per_epoch < cfg.momentum_switch_epochs
+        return cfg.momentum_start if early else cfg.momentum_end
+
+    def learning_rate(self, done: int) -> float:
+        """The learning rate of the update after `done` updates: lr, or with the linear
+        schedule lr (1 - done / total), total the budget in updates (a budget in epochs is
+        epochs times the batches of an epoch)."""
+        if self.cfg.lr_schedule == "constant":
+            return self.cfg.lr
+        budget = self.ctx.budget
+        per_epoch = self.shuffled.batches_per_epoch if budget.unit == "epochs" else 1
+        return self.cfg.lr * max(0.0, 1.0 - done / (budget.amount * per_epoch))
+
+    @torch.no_grad()
+    def train_step(self) -> dict[str, float]:
+        cfg, model = self.cfg, self.model
+        totals = torch.zeros(3, device=self.device)
+        count = 0
+        momentum, lr = self.momentum(self.steps), self.learning_rate(self.steps)
+        for index in self.batches():
+            v0 = self._train_batch(index)
+            # `batches` counted this update already.
+            momentum, lr = self.momentum(self.steps - 1), self.learning_rate(self.steps - 1)
+            for group in self.optimizer.param_groups:
+                group["momentum"], group["lr"] = momentum, lr
+            estimate = contrastive_divergence(model, v0, cfg.k, self.sampler, self.chain)
+            if cfg.persistent:
+                self.chain = estimate.chain
+            gradient = estimate.gradient
+            if cfg.sparsity_target > 0:
+                decay = cfg.sparsity_decay
+                self.activity = decay * self.activity + (1 - decay) * estimate.hidden.mean(0)
+                for name, term in sparsity_gradient(v0, self.activity, cfg.sparsity_target,
+                                                    cfg.sparsity_cost).items():
+                    gradient[name] = gradient[name] + term
+            before = model.weight.clone()
+            for name, parameter in model.named_parameters():
+                parameter.grad = -gradient[name]  # SGD descends; the estimate ascends
+            self.optimizer.step()
+            self.last_update = model.weight - before
+            recon = (v0 - estimate.reconstruction).pow(2).sum(1).mean()
+            ratio = self.last_update.norm() / model.weight.norm().clamp_min(1e-12)
+            totals += torch.stack([recon, ratio, estimate.hidden.mean()])
+            count += 1
+        recon_error, update_ratio, activity = (totals / max(count, 1)).tolist()
+        return {"losses/recon_error": recon_error, "charts/update_ratio": update_ratio,
+                "charts/hidden_activity": activity, "charts/momentum": momentum,
+                "charts/lr": lr}
+
+    # -- evaluation -------------------------------------------------------------------
+
+    @torch.no_grad()
+    def reconstruction_error(self, v: torch.Tensor) -> torch.Tensor:
+        """|v - E[v | p(h | v)]|^2 per row: a mean-field reconstruction, no draws."""
+        model = self.model
+        return (v - model.visible_mean(model.hidden_probabilities(v))).pow(2).sum(1)
+
+    @torch.no_grad()
+    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
+        model = self.model
+        v, _ = self.eval_data(self.eval_split(seed))
+        train, _ = self.eval_data("train")
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        free_energy = model.free_energy(v)
+        mean_free_energy = float(free_energy.mean())
+        recon_error = float(self.reconstruction_error(v).mean())
+        metrics = {"eval/recon_error": recon_error, "eval/free_energy": mean_free_energy,
+                   "eval/free_energy_gap": mean_free_energy
+                   - float(model.free_energy(train[:len(v)]).mean())}
+        if self.gaussian:
+            metrics["eval/loss"] = recon_error
+        else:
+            flip = torch.randint(0, model.visible, (len(v),), generator=generator,
+                                 device=self.device)
+            metrics["eval/pseudo_ll"] = float(pseudo_log_likelihood(model, v, flip).mean())
+            full = float(full_pseudo_log_likelihood(model, v[:FULL_PLL_IMAGES]).mean())
+            metrics["eval/pseudo_ll_full"] = full
+            metrics["eval/loss"] = -full
+        if self.cfg.ais_runs:
+            estimate = ais_log_partition(model, self.cfg.ais_runs,
+                                         linear_betas(self.cfg.ais_betas), generator,
+                                         self.base_bias)
+            log_p = -float(free_energy.double().mean())
+            ais = {"eval/ais_log_z": estimate.log_z, "eval/ais_log_z_low": estimate.log_z_low,
+                   "eval/ais_log_z_high": estimate.log_z_high,
+                   "eval/ais_ll": log_p - estimate.log_z,
+                   "eval/ais_ll_low": log_p - estimate.log_z_high,
+                   "eval/ais_ll_high": log_p - estimate.log_z_low}
+            # Where the interval reaches Z = 0, its open ends are left out, not infinite.
+            metrics.update({tag: value for tag, value in ais.items() if math.isfinite(value)})
+        return metrics
+
+    # -- images -----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def chain_snapshots(self, n: int, steps: list[int], generator: torch.Generator
+                        ) -> list[torch.Tensor]:
+        """E[v | h] of `n` Gibbs chains from base-rate noise after each of `steps` (sorted)."""
+        v = self.noise(n, generator)
+        snapshots, done = [], 0
+        for target in steps:
+            v, mean = self.model.gibbs(v, target - done, generator)
+            done = target
+            snapshots.append(mean)
+        return snapshots
+
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        (mean,) = self.chain_snapshots(n, [self.cfg.sample_steps], generator)
+        return self.to_images(mean)
+
+    @torch.no_grad()
+    def images(self) -> dict[str, np.ndarray]:
+        model, scale = self.model, self.image_scale
+        filters = model.weight.t()[:FILTERS_SHOWN]
+        low = filters.min(1, keepdim=True).values
+        span = (filters.max(1, keepdim=True).values - low).clamp_min(1e-12)
+        filter_images = ((filters - low) / span).view(-1, *self.dataset.shape).cpu().numpy()
+        # The same chains at every evaluation: their generator starts from a fixed seed.
+        generator = torch.Generator(device=self.device).manual_seed(self.seed + 2)
+        steps = sorted({min(s, self.cfg.sample_steps) for s in (1, 10, 100, 1000)})
+        snapshots = self.chain_snapshots(CHAINS_SHOWN, steps, generator)
+        chains = torch.stack(snapshots, 1).flatten(0, 1)  # chain by chain, steps across
+        originals = self.fixed_x
+        recon = model.visible_mean(model.hidden_probabilities(originals))
+        result = {
+            "samples/filters": image_grid(filter_images, columns=10, scale=scale),
+            "samples/gibbs_chains": image_grid(self.to_images(chains), columns=len(steps),
+                                               scale=scale),
+            "samples/reconstructions": image_grid(self.to_images(torch.cat([originals, recon])),
+                                                  columns=len(originals), scale=scale),
+            "weights/weights": histogram_image(model.weight.cpu().numpy().ravel()),
+        }
+        if self.last_update is not None:
+            ratio = (self.last_update.abs() / model.weight.abs().clamp_min(1e-12))
+            result["weights/update_ratio_log10"] = histogram_image(
+                ratio.clamp_min(1e-12).log10().cpu().numpy().ravel())
+        return result
+
+    # -- state ------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "sampler": self.sampler.get_state(),
+                "chain": None if self.chain is None else self.chain.clone(),
+                "activity": self.activity.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.sampler.set_state(state["sampler"])
+        chain = state["chain"]
+        if (chain is None) != (self.chain is None):
+            raise GymkitError("this checkpoint was written with another value of persistent; "
+                              "resume it with the config it was trained with")
+        self.chain = None if chain is None else chain.to(self.device)
+        self.activity = state["activity"].to(self.device)
+
+    def networks(self) -> dict[str, tuple[Any, tuple[Any, ...]]]:
+        return {"rbm": (self.model, (self.train_v[:1],))}
+
+    def summary(self) -> dict[str, Any]:
+        return {"parameters": sum(p.numel() for p in self.model.parameters())}
+
+
+def histogram_image(values: np.ndarray, bins: int = 48, height: int = 96, bar: int = 4
+                    ) -> np.ndarray:
+    """A histogram of `values` as an HWC uint8 image, `bins` bars of `bar` pixels, tallest
+    `height` pixels, with the range written under it (TensorBoard shows it with the images;
+    gymkit's logger writes no histogram summaries)."""
+    from PIL import Image, ImageDraw
+
+    counts, edges = np.histogram(values, bins=bins)
+    tops = np.round(counts / max(int(counts.max()), 1) * height).astype(int)
+    rows = np.arange(height)[:, None]
+    columns = np.arange(bins * bar)
+    filled = (rows >= height - tops[columns // bar][None, :]) & (columns % bar != bar - 1)
+    image = np.full((height + 14, bins * bar, 3), 255, dtype=np.uint8)
+    image[:height][filled] = (31, 119, 180)
+    picture = Image.fromarray(image)
+    ImageDraw.Draw(picture).text((2, height + 2), f"{edges[0]:.3g} .. {edges[-1]:.3g}",
+                                 fill=(0, 0, 0))
+    return np.asarray(picture).copy()
