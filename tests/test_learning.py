@@ -146,6 +146,23 @@ def test_generative_benchmark_prints_both_loops_and_their_ratio() -> None:
     assert 100 < float(rows["gymkit"][4]) < 800  # nats per 28x28 image: trained a little
 
 
+def test_rbm_benchmark_prints_both_trainers_and_their_ratio() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "rbm.py"),
+                          "--epochs", "1", "--images", "600", "--hidden", "32"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+    gymkit, sklearn = (float(rows[side][3].replace(",", ""))
+                       for side in ("gymkit", "scikit-learn"))
+    assert float(rows["ratio"][1]) == pytest.approx(gymkit / sklearn, abs=0.01)
+    for side in ("gymkit", "scikit-learn"):  # nats per 784-pixel binary image
+        one_pixel, full = float(rows[side][4]), float(rows[side][5])
+        assert -784 * np.log(2) < full < 0 and one_pixel < 0
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_dqn_solves_cartpole_within_50k_steps(seed: int, tmp_path: Path) -> None:
     # rl-zoo's tuned DQN settings for CartPole-v1 (envs/presets/cartpole.yaml), 50k steps.

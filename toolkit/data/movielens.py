@@ -1,10 +1,10 @@
 """MovieLens ratings as a user x movie matrix, for recommender RBMs (``--dataset movielens``).
 
-Reads ``ratings.dat`` in the format of MovieLens 1M and 10M (one rating per line,
+Reads ``ratings.dat`` in the format of MovieLens 1M (one rating per line,
 ``UserID::MovieID::Rating::Timestamp``, whole-star ratings 1 to 5) from ``--data-dir DIR``
 or ``DIR/ml-1m``; ``movies.dat`` beside it (``MovieID::Title::Genres``) gives titles. The
-files are GroupLens', https://grouplens.org/datasets/movielens/ (their licence does not let
-gymkit ship or fetch them for you).
+files are GroupLens', https://grouplens.org/datasets/movielens/ (their licence does not allow
+redistribution, so gymkit ships none: download ml-1m.zip and unzip it).
 
 Each user is a sample: a vector over every movie that anyone rated, ``rating / 5`` where
 the user rated it and NaN where not (a trainer masks those). Users are split 80/10/10 by a
