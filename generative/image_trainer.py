@@ -42,9 +42,11 @@ class ImageTrainer(GenerativeTrainer):
     optimizer: torch.optim.Optimizer
 
     def __init__(self, cfg: TrainerConfig, source: Dataset, ctx: TrainerContext, *,
-                 name: str, batch_size: int) -> None:
+                 name: str, batch_size: int, vectors: bool = False) -> None:
+        """`vectors`: the trainer also takes flat samples ``(D,)`` (then the image-only parts,
+        `image_scale` and grids, are the subclass's to skip)."""
         super().__init__(cfg, source, ctx)
-        if not source.is_image:
+        if not (source.is_image or (vectors and len(source.shape) == 1)):
             raise GymkitError(f"{name} needs images (C, H, W), but {source.name} holds samples "
                               f"of shape {source.shape}; pick an image --dataset")
         self.name = name

@@ -39,6 +39,34 @@ Evaluations (validation split; the test split at the end and in ``gymkit eval``)
   Where the importance weights' spread exceeds their mean (few runs), the interval's lower
   end for Z is 0: then ``eval/ais_log_z_low`` and ``eval/ais_ll_high`` are left out rather
   than reported as infinite.
+
+Missing values (masked mode). Samples may also be flat vectors ``(V,)`` in [0, 1] with NaN
+where a value is missing, as ``--dataset movielens`` holds users' ratings (rating / 5; NaN
+where the user did not rate the movie). Then each user is an RBM over the movies they rated,
+all users sharing W, b and c (Salakhutdinov, Mnih & Hinton, 2007, here with one Bernoulli
+unit per movie, the scaled rating its probability): ``contrastive_divergence(..., mask=m)``
+drives the hiddens by the rated units only and masks both phases' visible statistics, so an
+unrated movie's weights do not move for that user. The rule: data with NaN need
+``binarize=none`` (the ratings are the Bernoulli probabilities, grey levels allowed; without
+NaN, binarize=none still needs 0/1 data), ``visible=bernoulli``, ``persistent=false`` (a
+fantasy chain has no user's mask) and ``ais_runs=0``; ``--preset recommender`` is Hinton's
+textbook recommender (20 hidden units, CD-1, learning rate 0.6, batches of 100, 15 epochs).
+Its evaluations (on the 1-5 star scale, MAX_STARS times the values):
+
+- ``eval/rmse``: for each user of the split, a fixed share `HELD_OUT_FRACTION` (20%,
+  round(0.2 n) of their n ratings, chosen by a draw from `HELD_OUT_SEED`, the same in every
+  run and evaluation) is hidden, the rest is fed in, and each hidden rating r_ui is
+  predicted as 5 E[v_i | p(h | v_observed)] = 5 sigmoid(b_i + W[i] . p(h | v_observed));
+  ``eval/rmse`` = sqrt(mean over the hidden ratings of (prediction - r_ui)^2), and
+  ``eval/loss`` (which picks best.pt) is it;
+- ``eval/rmse_baseline``: the same for predicting each movie's mean training rating (the
+  mean of all training ratings for a movie no training user rated): the bar to beat;
+- ``eval/recon_error``: the reconstruction error over the fed-in ratings only.
+
+The pseudo-likelihood, free energies and AIS are left out for masked data: F(v) of a vector
+with missing units is not a likelihood of the observed ones. Nor are there images: the
+logged images are the weight histograms, and ``gymkit sample`` refuses; ``gymkit recommend
+RUN --user ID`` ranks a user's unrated movies by `RBMTrainer.predict_ratings`.
 """
 
 from __future__ import annotations
@@ -65,6 +93,7 @@ from generative.vae import EVAL_BINARIZATION_SEED
 from toolkit.config import TrainerConfig, check_range, param
 from toolkit.data import Dataset
 from toolkit.data.loader import binarized
+from toolkit.data.movielens import MAX_STARS
 from toolkit.errors import ConfigError, GymkitError
 from toolkit.images import image_grid
 from toolkit.trainer import TrainerContext
@@ -80,6 +109,10 @@ FULL_PLL_IMAGES = 1000
 #: scale), so that a rare stroke in a pixel that hardly varies in the training split does not
 #: become an outlier of dozens of standard deviations.
 MIN_STD = 0.1
+#: Masked data: the share of each evaluation user's ratings hidden and predicted, and the
+#: seed of the draw that picks them (fixed: every run and evaluation hides the same ones).
+HELD_OUT_FRACTION = 0.2
+HELD_OUT_SEED = 20_070_620
 
 
 @dataclass
@@ -157,17 +190,49 @@ class RBMTrainer(ImageTrainer):
         "sklearn-digits": {"hidden": 100, "k": 1, "persistent": True, "lr": 0.06,
                            "batch_size": 10, "momentum_start": 0.0, "momentum_end": 0.0,
                            "weight_decay": 0.0, "lr_schedule": "constant", "epochs": 10},
+        # The textbook recommender on MovieLens ratings (--dataset movielens): 20 hidden
+        # units, CD-1, learning rate 0.6, batches of 100, 15 epochs, no momentum or weight
+        # decay; the scaled ratings are the visibles' probabilities, unrated movies masked.
+        "recommender": {"hidden": 20, "k": 1, "persistent": False, "lr": 0.6,
+                        "batch_size": 100, "momentum_start": 0.0, "momentum_end": 0.0,
+                        "weight_decay": 0.0, "lr_schedule": "constant", "binarize": "none",
+                        "epochs": 15},
     }
 
     def __init__(self, cfg: RBMConfig, source: Dataset, ctx: TrainerContext) -> None:
-        super().__init__(cfg, source, ctx, name="rbm", batch_size=cfg.batch_size)
+        super().__init__(cfg, source, ctx, name="rbm", batch_size=cfg.batch_size, vectors=True)
         self.gaussian = cfg.visible == "gaussian"
         flat = self.train_x.flatten(1)
-        if self.gaussian:
+        missing = torch.isnan(flat)
+        #: Masked mode: the data have missing (NaN) values, masked out of CD and the hiddens.
+        self.masked = bool(missing.any())
+        #: 1 where a training value is observed, 0 where missing (masked mode), else None.
+        self.train_mask: torch.Tensor | None = None
+        #: The visible biases of the base-rate model (binary visibles), else None.
+        self.base_bias: torch.Tensor | None
+        if not source.is_image:
+            present = flat[~missing]
+            if len(present) and not bool(((present >= 0) & (present <= 1)).all()):
+                raise GymkitError(f"rbm needs images (C, H, W) or vectors of values in [0, 1] "
+                                  f"(NaN where missing), but {source.name} holds values from "
+                                  f"{float(present.min()):.3g} to {float(present.max()):.3g}; "
+                                  "pick another --dataset")
+        if self.masked:
+            self._check_masked(source.name)
+            self.train_mask = (~missing).to(flat.dtype)
+            self.train_v = flat.nan_to_num(0.0)
+            rated = self.train_mask.sum(0)
+            overall = self.train_v.sum() / self.train_mask.sum()
+            #: Each visible unit's mean observed training value (overall mean where none).
+            self.unit_mean = torch.where(rated > 0, self.train_v.sum(0) / rated.clamp_min(1),
+                                         overall)
+            self.base_bias = data_visible_bias(self.unit_mean[None])
+            visible_bias = self.base_bias.cpu()
+        elif self.gaussian:
             self.data_mean = flat.mean(0)
             self.data_std = flat.std(0).clamp_min(MIN_STD)
             self.train_v = (flat - self.data_mean) / self.data_std
-            self.base_bias: torch.Tensor | None = None
+            self.base_bias = None
             visible_bias = self.train_v.mean(0).cpu()
         else:
             if cfg.binarize == "none" and not bool(((flat == 0) | (flat == 1)).all()):
@@ -203,6 +268,22 @@ class RBMTrainer(ImageTrainer):
         self.last_update: torch.Tensor | None = None
         self.fixed_x = self.eval_data("validation")[0][:8]
 
+    def _check_masked(self, name: str) -> None:
+        """Masked mode's rule (see the module's docstring), one line per breach."""
+        cfg = self.cfg
+        why = f"{name} has missing (NaN) values, which the rbm masks out"
+        if cfg.visible != "bernoulli":
+            raise GymkitError(f"{why}: that needs visible=bernoulli, not {cfg.visible}")
+        if cfg.binarize != "none":
+            raise GymkitError(f"{why}, using the values as Bernoulli probabilities: use --set "
+                              f"binarize=none (not {cfg.binarize}), or --preset recommender")
+        if cfg.persistent:
+            raise GymkitError(f"{why}: persistent chains have no user's mask; use --set "
+                              "persistent=false")
+        if cfg.ais_runs:
+            raise GymkitError(f"{why}: AIS and the pseudo-likelihood are not defined for "
+                              "missing values; drop ais_runs (eval/rmse measures the model)")
+
     # -- data -------------------------------------------------------------------------
 
     def _train_batch(self, index: torch.Tensor) -> torch.Tensor:
@@ -222,6 +303,12 @@ class RBMTrainer(ImageTrainer):
         fixed = torch.Generator().manual_seed(EVAL_BINARIZATION_SEED)
         return binarized(flat.cpu(), self.cfg.binarize, fixed).to(self.device)
 
+    def _need_images(self, what: str) -> None:
+        if not self.dataset.is_image:
+            hint = "; rank a user's movies with gymkit recommend" if self.masked else ""
+            raise GymkitError(f"{self.dataset.name} holds vectors of shape {self.dataset.shape}, "
+                              f"not images, and {what}{hint}")
+
     def noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """`n` draws from the base-rate model: the start of Gibbs chains."""
         if self.base_bias is None:
@@ -231,6 +318,7 @@ class RBMTrainer(ImageTrainer):
 
     def to_images(self, v: torch.Tensor) -> np.ndarray:
         """Visible means as images (C, H, W) in [0, 1] (Gaussian: un-standardized)."""
+        self._need_images("the rbm draws images of them")
         if self.gaussian:
             v = v * self.data_std + self.data_mean
         return v.clamp(0.0, 1.0).view(-1, *self.dataset.shape).cpu().numpy()
@@ -266,7 +354,9 @@ class RBMTrainer(ImageTrainer):
             momentum, lr = self.momentum(self.steps - 1), self.learning_rate(self.steps - 1)
             for group in self.optimizer.param_groups:
                 group["momentum"], group["lr"] = momentum, lr
-            estimate = contrastive_divergence(model, v0, cfg.k, self.sampler, self.chain)
+            mask = None if self.train_mask is None else self.train_mask[index]
+            estimate = contrastive_divergence(model, v0, cfg.k, self.sampler, self.chain,
+                                              mask=mask)
             if cfg.persistent:
                 self.chain = estimate.chain
             gradient = estimate.gradient
@@ -281,7 +371,8 @@ class RBMTrainer(ImageTrainer):
                 parameter.grad = -gradient[name]  # SGD descends; the estimate ascends
             self.optimizer.step()
             self.last_update = model.weight - before
-            recon = (v0 - estimate.reconstruction).pow(2).sum(1).mean()
+            error = v0 - estimate.reconstruction
+            recon = (error if mask is None else error * mask).pow(2).sum(1).mean()
             ratio = self.last_update.norm() / model.weight.norm().clamp_min(1e-12)
             totals += torch.stack([recon, ratio, estimate.hidden.mean()])
             count += 1
@@ -299,9 +390,40 @@ class RBMTrainer(ImageTrainer):
         return (v - model.visible_mean(model.hidden_probabilities(v))).pow(2).sum(1)
 
     @torch.no_grad()
+    def predict_ratings(self, x: torch.Tensor) -> torch.Tensor:
+        """E[v | p(h | v_observed)] = sigmoid(b + W p(h | m * v)) per row, (B, V): every
+        unit's expected value given the observed (non-NaN) values of `x` (B, V) alone."""
+        model = self.model
+        observed = x.to(self.device).nan_to_num(0.0)  # a missing unit feeds no hidden unit
+        return model.visible_mean(model.hidden_probabilities(observed))
+
+    @torch.no_grad()
+    def evaluate_masked(self, v: torch.Tensor) -> dict[str, float]:
+        """eval/rmse, eval/rmse_baseline (stars) and eval/recon_error of the split `v`
+        (NaN where missing) on its fixed held-out values (see the module's docstring)."""
+        rated = ~torch.isnan(v)
+        hidden = held_out(rated)
+        if not bool(hidden.any()):
+            raise GymkitError("no user of the evaluation split has 3 or more ratings, so none "
+                              "can be held out to measure eval/rmse")
+        fed = v.masked_fill(hidden, math.nan)
+        mean = self.predict_ratings(fed)
+        truth = MAX_STARS * v[hidden]
+        predicted = MAX_STARS * mean[hidden]
+        baseline = MAX_STARS * self.unit_mean.expand_as(v)[hidden]
+        recon = (mean - v).masked_fill(~(rated & ~hidden), 0.0)
+        rmse = float((predicted - truth).pow(2).mean().sqrt())
+        return {"eval/rmse": rmse, "eval/loss": rmse,
+                "eval/rmse_baseline": float((baseline - truth).pow(2).mean().sqrt()),
+                "eval/recon_error": float(recon.pow(2).sum(1).mean())}
+
+    @torch.no_grad()
     def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
         model = self.model
         v, _ = self.eval_data(self.eval_split(seed))
+        if self.masked:
+            self._check_masked(self.dataset.name)  # `gymkit eval --ais-runs` sets ais_runs
+            return self.evaluate_masked(v)
         train, _ = self.eval_data("train")
         generator = torch.Generator(device=self.device).manual_seed(seed)
         free_energy = model.free_energy(v)
@@ -348,13 +470,22 @@ class RBMTrainer(ImageTrainer):
         return snapshots
 
     def sample(self, n: int, seed: int) -> np.ndarray:
+        self._need_images("gymkit sample draws images")
         generator = torch.Generator(device=self.device).manual_seed(seed)
         (mean,) = self.chain_snapshots(n, [self.cfg.sample_steps], generator)
         return self.to_images(mean)
 
     @torch.no_grad()
     def images(self) -> dict[str, np.ndarray]:
-        model, scale = self.model, self.image_scale
+        model = self.model
+        result = {"weights/weights": histogram_image(model.weight.cpu().numpy().ravel())}
+        if self.last_update is not None:
+            ratio = (self.last_update.abs() / model.weight.abs().clamp_min(1e-12))
+            result["weights/update_ratio_log10"] = histogram_image(
+                ratio.clamp_min(1e-12).log10().cpu().numpy().ravel())
+        if not self.dataset.is_image:  # vectors: no filters, chains or reconstructions
+            return result
+        scale = self.image_scale
         filters = model.weight.t()[:FILTERS_SHOWN]
         low = filters.min(1, keepdim=True).values
         span = (filters.max(1, keepdim=True).values - low).clamp_min(1e-12)
@@ -366,18 +497,13 @@ class RBMTrainer(ImageTrainer):
         chains = torch.stack(snapshots, 1).flatten(0, 1)  # chain by chain, steps across
         originals = self.fixed_x
         recon = model.visible_mean(model.hidden_probabilities(originals))
-        result = {
+        result.update({
             "samples/filters": image_grid(filter_images, columns=10, scale=scale),
             "samples/gibbs_chains": image_grid(self.to_images(chains), columns=len(steps),
                                                scale=scale),
             "samples/reconstructions": image_grid(self.to_images(torch.cat([originals, recon])),
                                                   columns=len(originals), scale=scale),
-            "weights/weights": histogram_image(model.weight.cpu().numpy().ravel()),
-        }
-        if self.last_update is not None:
-            ratio = (self.last_update.abs() / model.weight.abs().clamp_min(1e-12))
-            result["weights/update_ratio_log10"] = histogram_image(
-                ratio.clamp_min(1e-12).log10().cpu().numpy().ravel())
+        })
         return result
 
     # -- state ------------------------------------------------------------------------
@@ -402,6 +528,19 @@ class RBMTrainer(ImageTrainer):
 
     def summary(self) -> dict[str, Any]:
         return {"parameters": sum(p.numel() for p in self.model.parameters())}
+
+
+def held_out(rated: torch.Tensor, fraction: float = HELD_OUT_FRACTION,
+             seed: int = HELD_OUT_SEED) -> torch.Tensor:
+    """The values held out of each row for eval/rmse, a bool mask like `rated` (B, V): of row
+    u's n_u rated (True) entries, the floor(fraction n_u + 1/2) with the smallest of uniform
+    scores drawn from `seed` (the same for every run and evaluation: it depends on the
+    split's shape only)."""
+    scores = torch.rand(rated.shape, generator=torch.Generator().manual_seed(seed))
+    scores = scores.to(rated.device).masked_fill(~rated, 2.0)  # unrated entries rank last
+    rank = scores.argsort(1).argsort(1)
+    count = torch.floor(fraction * rated.sum(1, keepdim=True) + 0.5)
+    return (rank < count) & rated
 
 
 def histogram_image(values: np.ndarray, bins: int = 48, height: int = 96, bar: int = 4

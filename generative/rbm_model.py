@@ -165,7 +165,8 @@ class CDEstimate:
 
 
 def contrastive_divergence(rbm: RBM, v0: torch.Tensor, k: int, generator: torch.Generator | None,
-                           chain: torch.Tensor | None = None) -> CDEstimate:
+                           chain: torch.Tensor | None = None, *,
+                           mask: torch.Tensor | None = None) -> CDEstimate:
     """The CD-k (``chain`` None) or PCD-k gradient estimate for the batch `v0` (B, V).
 
     Following the recipe of Hinton's practical guide (2010, section 3.4): "when the hidden
@@ -180,9 +181,24 @@ def contrastive_divergence(rbm: RBM, v0: torch.Tensor, k: int, generator: torch.
 
         dW = v0^T p0 / B - vk^T pk / M,   db = mean(v0) - mean(vk),   dc = mean(p0) - mean(pk),
 
-    which is also the Gaussian-visible gradient (d(-F)/db = v - b, and b cancels)."""
+    which is also the Gaussian-visible gradient (d(-F)/db = v - b, and b cancels).
+
+    With a `mask` m (B, V) of 1 where row n's unit i is observed and 0 where it is missing
+    (a movie the user did not rate; CD-k only), each row is an RBM over its observed units
+    alone, sharing the weights (Salakhutdinov, Mnih & Hinton, 2007): the hiddens are driven
+    by the observed units only, p0 = p(h | m * v0) and every later p(h | m * v), and both
+    phases' visible statistics are masked, m * v0 and m * vk, so that
+
+        dW = (m * v0)^T p0 / B - (m * vk)^T pk / B,   db = mean(m * v0) - mean(m * vk):
+
+    a missing unit's row of W and its bias get nothing from that user. `v0` must be 0 (not
+    NaN) where m is 0. The chain's masked states are returned as `chain`."""
     if k < 1:
         raise ValueError(f"contrastive divergence needs k >= 1 Gibbs steps, got {k}")
+    if mask is not None:
+        if chain is not None:
+            raise ValueError("a mask belongs to the data's rows; persistent chains have none")
+        v0 = v0 * mask
     p0, h0 = rbm.sample_hidden(v0, generator)
     reconstruction = rbm.visible_mean(h0)
     if chain is None:
@@ -190,9 +206,11 @@ def contrastive_divergence(rbm: RBM, v0: torch.Tensor, k: int, generator: torch.
         for step in range(k):
             mean = reconstruction if step == 0 else rbm.visible_mean(h)
             if step == k - 1:
-                vk = mean
+                vk = mean if mask is None else mean * mask
             else:
                 vk = rbm.draw_visible(mean, generator)
+                if mask is not None:
+                    vk = vk * mask
                 _, h = rbm.sample_hidden(vk, generator)
     else:
         vk = chain

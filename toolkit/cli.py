@@ -1,4 +1,4 @@
-"""The `gymkit` command line: run, list, eval, resume, tensorboard.
+"""The `gymkit` command line: run, list, eval, sample, recommend, resume, tensorboard.
 
 Every failure reaches the user as one line on stderr (see `GymkitGroup`):
 bad input (a `GymkitError` or a usage error) exits with code 2, a bug with
@@ -384,6 +384,84 @@ def sample(
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image_grid(images, scale=display_scale(images.shape[-1]))).save(out)
     print_path(stdout(), f"{n} samples of {checkpoint}.pt written to", out)
+
+
+@app.command("recommend", cls=GymkitCommand)
+def recommend(
+    run_dir: Annotated[Path, typer.Argument(
+        metavar="RUN_DIR", help="run directory of a recommender (rbm on --dataset movielens)")],
+    user: Annotated[int, typer.Option("--user", metavar="ID", help="MovieLens UserID")],
+    top: Annotated[int, typer.Option("--top", metavar="N", help="how many movies")] = 10,
+    checkpoint: Annotated[str, typer.Option(metavar="last|best", help="which checkpoint")
+                          ] = "last",
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", metavar="DIR", help="where ratings.dat is "
+                                          + _default("the run's --data-dir"))] = None,
+) -> None:
+    """The top N movies a user has not rated, by the rating a recommender predicts.
+
+    Feeds the user's ratings from ratings.dat to the model and ranks every movie they have
+    not rated by its predicted rating (stars, 1 to 5)."""
+    import numpy as np
+    import torch
+
+    from toolkit import launch
+    from toolkit.checkpoint import load_checkpoint
+    from toolkit.data.movielens import MAX_STARS, find_ratings, read_ratings
+    from toolkit.registry import GENERATIVE
+    from toolkit.rundir import RunDir
+
+    if top < 1:
+        raise GymkitError(f"--top must be positive, got {top}")
+    if checkpoint not in ("last", "best"):
+        raise GymkitError(f"--checkpoint must be last or best, got '{checkpoint}'")
+    rundir = RunDir.open(run_dir)
+    spec = rundir.read_config()
+    if spec.get("kind") != "generative" or spec.get("dataset") != "movielens":
+        raise GymkitError(f"{run_dir} is a run of {spec.get('plugin', '?')} on "
+                          f"{spec.get('dataset') or spec.get('target', '?')}; gymkit recommend "
+                          "needs a recommender trained with --dataset movielens, e.g. gymkit "
+                          "run generative rbm --dataset movielens --preset recommender")
+    folder = data_dir if data_dir is not None else spec.get("data_dir")
+    ratings = read_ratings(find_ratings(Path(folder) if folder is not None else None))
+    row = ratings.user_row(user)
+    package = spec.get("plugin_package") or {}
+    name = f"{package['name']}:{spec['plugin']}" if package.get("name") else spec["plugin"]
+    # The run's config and settings, on the data dir chosen here.
+    prepared = launch.prepare("generative", "movielens", name if name in GENERATIVE
+                              else spec["plugin"], flags={**spec["config"], **spec["run"]},
+                              data_dir=folder)
+    trainer = prepared.trainer
+    try:
+        if not hasattr(trainer, "predict_ratings"):
+            raise GymkitError(f"{spec['plugin']} predicts no ratings; gymkit recommend needs "
+                              "an rbm trained with --dataset movielens")
+        state = load_checkpoint(rundir.checkpoint(checkpoint), require=("trainer",))["trainer"]
+        trainer.load_policy_state_dict(state)
+        stars = ratings.matrix[row]
+        predicted = MAX_STARS * trainer.predict_ratings(
+            torch.as_tensor(stars / MAX_STARS)[None])[0].cpu().numpy()
+    finally:
+        trainer.close()
+    if len(predicted) != len(ratings.item_ids):
+        raise GymkitError(f"the ratings hold {len(ratings.item_ids)} movies, but the run's model "
+                          f"was trained on {len(predicted)}; pass the --data-dir it was "
+                          "trained on")
+    unseen = np.flatnonzero(np.isnan(stars))
+    best = unseen[np.argsort(-predicted[unseen], kind="stable")][:top]
+    out = stdout()
+    print_path(out, f"{checkpoint}.pt of", rundir.path)
+    table = Table(title=f"top {len(best)} of the {len(unseen)} movies user {user} has not rated "
+                        f"(rated {len(stars) - len(unseen)})")
+    table.add_column("#", justify="right")
+    table.add_column("movie ID", justify="right", style="cyan")
+    table.add_column("title", overflow="fold")
+    table.add_column("predicted stars", justify="right")
+    for rank, item in enumerate(best, 1):
+        movie = int(ratings.item_ids[item])
+        table.add_row(str(rank), str(movie), escape(ratings.title(movie)),
+                      f"{predicted[item]:.2f}")
+    out.print(table)
 
 
 def _trained_run(run_dir: Path, checkpoint: str) -> tuple[Any, Any]:
