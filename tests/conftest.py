@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,20 @@ import pytest
 from toolkit import launch
 from toolkit.checkpoint import load_checkpoint
 from toolkit.runner import RunResult
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread, as gymkit's runs use by default (``threads=1``), restored after: on
+    a shared 2-core machine two threads per small matrix product wait for each other and
+    run many times slower (the textbook DBN classifier took 79 s instead of 4). A module
+    opts in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

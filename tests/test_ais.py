@@ -4,7 +4,6 @@ answer, the unbiasedness of AIS's importance weights, and the interval."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -24,15 +23,7 @@ from generative.rbm_model import RBM, data_visible_bias
 from toolkit.testing import make_trainer
 from toolkit.trainer import Budget
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread, as gymkit runs use (threads=1): on a shared 2-core machine two
-    threads per small matrix product contend and run many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def random_rbm(visible: int, hidden: int, scale: float, seed: int = 0, *,

@@ -24,14 +24,7 @@ SMALL: dict[str, Any] = {"hidden_layers": (16,), "n_epochs_rbm": 2, "n_iter_back
                          "random_state": 0}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Any:
-    """One torch thread, as gymkit's runs use by default: on a shared 2-core machine more
-    threads wait for each other (the textbook classifier took 79 s instead of 4)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _digits(test_size: float = 0.2) -> list[np.ndarray]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +28,7 @@ from toolkit.trainer import PERIODIC_EVAL_SEED, Budget
 SMALL: dict[str, Any] = {"hidden": [16, 8], "rbm_epochs": 3}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread, as gymkit runs use (threads=1)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def dbn(epochs: int, seed: int = 0, **overrides: object) -> DBNTrainer:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +27,7 @@ from toolkit.errors import ConfigError, GymkitError
 from toolkit.testing import check_plugin, make_trainer
 from toolkit.trainer import FINAL_EVAL_SEED, PERIODIC_EVAL_SEED, Budget
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread, as gymkit runs use (threads=1): on a shared 2-core machine two
-    threads per small matrix product contend and run many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def random_rbm(visible: int, hidden: int, *, gaussian: bool = False, seed: int = 0,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +35,7 @@ EPOCHS = 100
 PRESET = {k: v for k, v in RBMTrainer.presets["recommender"].items() if k != "epochs"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def likes(user: int, movie: int) -> bool:
