@@ -1,4 +1,4 @@
-"""The `gymkit` command line: run, list, eval, sample, recommend, resume, tensorboard.
+"""The `gymkit` command line: run, list, eval, reproduce, sample, recommend, resume, tensorboard.
 
 Every failure reaches the user as one line on stderr (see `GymkitGroup`):
 bad input (a `GymkitError` or a usage error) exits with code 2, a bug with
@@ -556,6 +556,25 @@ def evaluate(
     for name, value in eval_rows(metrics):
         table.add_row(name, value)
     out.print(table)
+
+
+@app.command("reproduce", cls=GymkitCommand)
+def reproduce(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="run directory to rerun")],
+    runs_dir: Annotated[Path | None, typer.Option(
+        "--runs-dir", metavar="DIR", help="where the rerun's directory goes "
+                                          + _default("the folder of RUN_DIR"))
+                        ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Rerun a run from its config.json into a new run directory and compare metrics.jsonl.
+
+    Prints `identical` (exit 0) or the first differing key, step and both values (exit
+    1); docs/reproducibility.md says what is reproducible.
+    """
+    from toolkit.reproduce import main
+
+    raise typer.Exit(main(run_dir, runs_dir, quiet))
 
 
 @app.command("list", cls=GymkitCommand)
