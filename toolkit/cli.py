@@ -1,4 +1,5 @@
-"""The `gymkit` command line: run, list, eval, reproduce, sample, recommend, resume, tensorboard.
+"""The `gymkit` command line: run, sweep, list, eval, reproduce, sample, recommend, resume,
+tensorboard.
 
 Every failure reaches the user as one line on stderr (see `GymkitGroup`):
 bad input (a `GymkitError` or a usage error) exits with code 2, a bug with
@@ -575,6 +576,109 @@ def reproduce(
     from toolkit.reproduce import main
 
     raise typer.Exit(main(run_dir, runs_dir, quiet))
+
+
+sweep_app = typer.Typer(help="Train every combination of --grid values and --seeds, each an "
+                             "ordinary run directory, and aggregate the final metrics.",
+                        no_args_is_help=True, cls=GymkitGroup, context_settings=CONTEXT)
+app.add_typer(sweep_app, name="sweep")
+SeedsOpt = Annotated[str, typer.Option(
+    "--seeds", metavar="SEEDS", help="seeds to run each configuration with: 0-9, 0,3,5 or 7")]
+GridOpt = Annotated[list[str] | None, typer.Option(
+    "--grid", metavar="KEY=V1,V2", help="values of a config key to sweep, e.g. --grid "
+                                        "alpha=0.1,0.2 (repeatable: every combination)")]
+BackendOpt = Annotated[str, typer.Option(
+    "--backend", metavar="NAME", help="where trials run: local (a process pool here)")]
+WorkersOpt = Annotated[int | None, typer.Option(
+    "--workers", metavar="N", help=f"trials at once {_default('the number of CPU cores')}")]
+
+
+@sweep_app.command("agent", cls=GymkitCommand)
+def sweep_agent(
+    env: Annotated[str, typer.Argument(
+        metavar="ENV", help="short name (see `gymkit list`) or gymnasium id")],
+    seeds: SeedsOpt,
+    algo: Annotated[str | None, typer.Option(
+        metavar="NAME", help="agent (see `gymkit list`); default: the env's preset")] = None,
+    grid: GridOpt = None,
+    backend: BackendOpt = "local",
+    workers: WorkersOpt = None,
+    device: DeviceOpt = None,
+    steps: StepsOpt = None,
+    episodes: Annotated[int | None, typer.Option(
+        metavar="N", help="training budget in episodes")] = None,
+    preset: Annotated[str | None, typer.Option(
+        metavar="NAME", help="a named hyperparameter set of the env")] = None,
+    set_: SetOpt = None,
+    config: ConfigOpt = None,
+    runs_dir: RunsDirOpt = Path("runs"),
+    quiet: QuietOpt = False,
+) -> None:
+    """Sweep an RL agent, e.g. `gymkit sweep agent frozenlake --seeds 0-4 --grid
+    alpha=0.1,0.2`; rerunning the same command finishes only the missing trials."""
+    flags = {"device": device, "steps": steps, "episodes": episodes}
+    _sweep("agent", env, algo, seeds, grid, backend, workers, flags, set_, config, runs_dir,
+           quiet, preset)
+
+
+@sweep_app.command("generative", cls=GymkitCommand)
+def sweep_generative(
+    model: Annotated[str, typer.Argument(
+        metavar="MODEL", help="generative trainer (see `gymkit list`)")],
+    seeds: SeedsOpt,
+    dataset: Annotated[str | None, typer.Option(
+        metavar="NAME", help="dataset (see `gymkit list`); default: the model's")] = None,
+    grid: GridOpt = None,
+    backend: BackendOpt = "local",
+    workers: WorkersOpt = None,
+    device: DeviceOpt = None,
+    epochs: Annotated[int | None, typer.Option(
+        metavar="N", help="training budget in epochs")] = None,
+    steps: StepsOpt = None,
+    preset: Annotated[str | None, typer.Option(
+        metavar="NAME", help="a named hyperparameter set of the model")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", metavar="DIR", help="where the dataset's files are")] = None,
+    set_: SetOpt = None,
+    config: ConfigOpt = None,
+    runs_dir: RunsDirOpt = Path("runs"),
+    quiet: QuietOpt = False,
+) -> None:
+    """Sweep a generative model, e.g. `gymkit sweep generative vae --seeds 0-2`."""
+    flags = {"device": device, "steps": steps, "epochs": epochs}
+    _sweep("generative", dataset, model, seeds, grid, backend, workers, flags, set_, config,
+           runs_dir, quiet, preset, data_dir)
+
+
+def _sweep(kind: str, target: str | None, plugin: str | None, seeds: str,
+           grid: list[str] | None, backend: str, workers: int | None, flags: dict[str, Any],
+           assignments: list[str] | None, config: Path | None, runs_dir: Path, quiet: bool,
+           hyperparams: str | None, data_dir: Path | None = None) -> None:
+    """Exit 0 when every trial completed, 1 when one failed, 130 when Ctrl-C stopped it."""
+    from toolkit import sweep
+
+    if backend == "ray":
+        raise GymkitError("--backend ray is not supported yet; use --backend local")
+    out = stdout()
+    definition = sweep.SweepDefinition(
+        kind, target, plugin, sweep.parse_seeds(seeds), sweep.parse_grid(grid or []),
+        assignments=list(assignments or []),
+        flags={k: v for k, v in flags.items() if v is not None},
+        hyperparams=hyperparams, config_file=str(config.resolve()) if config else None,
+        data_dir=str(data_dir.expanduser().resolve()) if data_dir else None)
+    result = sweep.run_sweep(definition, runs_dir, backend=backend, workers=workers,
+                             console=None if quiet else out)
+    print_path(out, "sweep directory:", result.path)
+    if result.interrupted:
+        stderr().print("[yellow]interrupted[/]; the trials stopped where they were. Finish them "
+                       "by running the same command again.", soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    sweep.render(out, result)
+    out.print(f"{result.ran} trials trained now, {len(result.trials)} in all; "
+              f"{sweep.SWEEP_JSON} and {sweep.SWEEP_CSV} hold the aggregates")
+    if result.failed:
+        error_line(f"{len(result.failed)} of {len(result.trials)} trials failed; see above")
+        raise typer.Exit(EXIT_BUG)
 
 
 @app.command("list", cls=GymkitCommand)
