@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from toolkit.config import TrainerConfig, check_range, check_sizes, param
+from toolkit.config import TrainerConfig, check_activation, check_range, check_sizes, param
 from toolkit.errors import ConfigError
 
 
@@ -34,6 +34,7 @@ class ActorCriticConfig(TrainerConfig):
     lstm_hidden_size: int = param(64, "LSTM units")
 
     def validate(self) -> None:
+        check_activation(self)
         check_range(self, "n_envs", 1)
         check_range(self, "n_steps", 1)
         check_range(self, "learning_rate", 0, low_open=True)

@@ -42,7 +42,7 @@ from torch.nn import functional as F
 from agents.gradient_step import GradientStep
 from agents.replay import ReplayBuffer
 from toolkit.checkpoint import check_state_version
-from toolkit.config import TrainerConfig, check_range, check_sizes, param
+from toolkit.config import TrainerConfig, check_activation, check_range, check_sizes, param
 from toolkit.denormals import flush_denormals
 from toolkit.environments import EnvSource
 from toolkit.errors import ConfigError, IncompatibleEnvError
@@ -99,6 +99,7 @@ class DQNConfig(TrainerConfig):
                                       "steps)")
 
     def validate(self) -> None:
+        check_activation(self)
         check_range(self, "n_envs", 1)
         check_range(self, "learning_rate", 0, low_open=True)
         check_range(self, "buffer_size", 1)

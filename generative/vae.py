@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from generative.image_trainer import ImageTrainer, check_halves_twice
-from toolkit.config import TrainerConfig, check_range, check_sizes, param
+from toolkit.config import TrainerConfig, check_activation, check_range, check_sizes, param
 from toolkit.data import Dataset
 from toolkit.data.loader import binarized
 from toolkit.errors import ConfigError
@@ -70,6 +70,7 @@ class VAEConfig(TrainerConfig):
                                 "(0: none; gymkit eval --nll-samples K sets it)")
 
     def validate(self) -> None:
+        check_activation(self)
         for key, options in (("architecture", ("mlp", "conv")),
                              ("likelihood", ("bernoulli", "gaussian")),
                              ("binarize", ("dynamic", "threshold", "none")),

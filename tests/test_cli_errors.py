@@ -70,6 +70,25 @@ def test_config_file_whose_keys_are_not_strings(tmp_path: Path, text: str) -> No
     assert_no_runs(runs)
 
 
+@pytest.mark.parametrize("args", [
+    ["run", "generative", "vae", "--dataset", "digits"],
+    ["run", "agent", "cartpole", "--algo", "dqn"],
+    ["run", "agent", "cartpole", "--algo", "ppo"],
+])
+def test_an_unknown_activation_is_one_line(tmp_path: Path, args: list[str]) -> None:
+    runs = tmp_path / "runs"
+    result = invoke(*args, "--set", "activation=foo", "--runs-dir", str(runs))
+    assert_one_error_line(result, 2, "activation must be one of tanh, relu", "got 'foo'")
+    assert_no_runs(runs)
+
+
+def test_the_activation_names_a_config_accepts_are_the_modules() -> None:
+    from toolkit.config import ACTIVATION_NAMES
+    from toolkit.nets.mlp import ACTIVATIONS
+
+    assert set(ACTIVATION_NAMES) == set(ACTIVATIONS)
+
+
 # -- envs that need a package that is not installed ---------------------------------------------
 
 @pytest.fixture

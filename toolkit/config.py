@@ -110,6 +110,20 @@ class RunSettings(BaseConfig):
         return chosen[0]
 
 
+#: The activation names the shared network modules know (`toolkit.nets.mlp.ACTIVATIONS`'
+#: keys, kept here so that a config is checked without importing torch; a test keeps the
+#: two equal).
+ACTIVATION_NAMES = ("tanh", "relu", "elu", "gelu", "silu", "leaky_relu", "sigmoid")
+
+
+def check_activation(cfg: object, name: str = "activation") -> None:
+    """Raise ConfigError unless ``cfg.name`` names one of `ACTIVATION_NAMES`."""
+    value = getattr(cfg, name)
+    if not isinstance(value, str) or value.lower() not in ACTIVATION_NAMES:
+        raise ConfigError(f"{name} must be one of {', '.join(ACTIVATION_NAMES)}, got "
+                          f"{value!r}")
+
+
 def check_sizes(cfg: object, name: str, *, count: int | None = None,
                 allow_empty: bool = True) -> None:
     """Raise ConfigError unless ``cfg.name`` is a list of positive layer sizes (exactly
