@@ -60,8 +60,6 @@ accuracy pretrained and 0.244 / 0.244 / 0.283 from a random initialization
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -77,6 +75,7 @@ from toolkit.data import Dataset
 from toolkit.denormals import flush_denormals
 from toolkit.errors import ConfigError, GymkitError
 from toolkit.images import image_grid
+from toolkit.seeding import global_rng_from
 from toolkit.trainer import TrainerContext
 
 #: Filters of the first RBM drawn in the logged image, at most.
@@ -238,7 +237,7 @@ class DBNTrainer(ImageTrainer):
         model.train()
         totals = torch.zeros(2, device=self.device)
         count = 0
-        with self._own_dropout_rng():
+        with global_rng_from(self.generator, self.device):
             for index in self.batches():
                 logits = model(self.train_x[index])
                 labels = self.train_labels[index]
@@ -252,23 +251,6 @@ class DBNTrainer(ImageTrainer):
         loss_value, accuracy_value = (totals / max(count, 1)).tolist()
         return {"losses/loss": loss_value, "charts/train_accuracy": accuracy_value,
                 "charts/phase": 1.0}
-
-    @contextmanager
-    def _own_dropout_rng(self) -> Iterator[None]:
-        """Within the block, torch's global RNG (dropout's masks) is seeded from the
-        trainer's generator, and restored after: the trainer owns its randomness, as its
-        checkpoint does, and two trainers in one process do not draw from each other's."""
-        cuda = self.device.type == "cuda"
-        devices = [self.device.index if self.device.index is not None
-                   else torch.cuda.current_device()] if cuda else []
-        with torch.random.fork_rng(devices=devices):
-            seed = int(torch.randint(2**62, (), generator=self.generator))
-            if cuda:
-                with torch.cuda.device(self.device):
-                    torch.cuda.manual_seed(seed)
-            else:
-                torch.random.default_generator.manual_seed(seed)
-            yield
 
     # -- evaluation -------------------------------------------------------------------
 

@@ -19,8 +19,6 @@ as it was).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -32,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch.nn import functional as F
 
 from generative.dbn_model import DeepBeliefNet, pretrain
+from toolkit.seeding import global_rng_from
 
 #: A textbook's DBN settings (those of the `deep-belief-network` package's examples).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -160,15 +159,6 @@ class _DBNBase(BaseEstimator):
         return tags
 
 
-@contextmanager
-def _global_rng_from(generator: torch.Generator) -> Iterator[None]:
-    """Within the block, torch's global RNG (dropout's) is seeded from `generator`; it is
-    restored after."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(2**62, (), generator=generator)))
-        yield
-
-
 class DBNClassifier(ClassifierMixin, _DBNBase):
     """A DBN pretrained on the inputs, then fine-tuned as a softmax classifier."""
 
@@ -179,7 +169,7 @@ class DBNClassifier(ClassifierMixin, _DBNBase):
         check_classification_targets(labels)
         self.classes_, encoded = np.unique(labels, return_inverse=True)
         generator = self._generator()
-        with _global_rng_from(generator):
+        with global_rng_from(generator, self.device):
             data = self._build_and_pretrain(self._scale_fit(x, X_unlabeled),
                                             len(self.classes_), generator)
             targets = torch.as_tensor(encoded, dtype=torch.long, device=self.device)
@@ -207,7 +197,7 @@ class DBNRegressor(RegressorMixin, _DBNBase):
         self.target_scale_ = np.maximum(targets.std(0), MIN_SCALE)
         scaled = (targets - self.target_mean_) / self.target_scale_
         generator = self._generator()
-        with _global_rng_from(generator):
+        with global_rng_from(generator, self.device):
             data = self._build_and_pretrain(self._scale_fit(x), targets.shape[1], generator)
             self._fine_tune(data, self._tensor(scaled), classify=False, generator=generator)
         return self
@@ -229,7 +219,7 @@ class DBNTransformer(TransformerMixin, _DBNBase):
     def fit(self, X: Any, y: Any = None) -> DBNTransformer:
         x = validate_data(self, X, dtype=np.float64)
         generator = self._generator()
-        with _global_rng_from(generator):
+        with global_rng_from(generator, self.device):
             self._build_and_pretrain(self._scale_fit(x), 0, generator)
         self.n_features_out_ = int(self.hidden_layers[-1])
         return self

@@ -53,6 +53,27 @@ def memory_left_unfilled() -> Iterator[None]:
         deterministic.fill_uninitialized_memory = fill
 
 
+@contextmanager
+def global_rng_from(generator: Any, device: Any = "cpu") -> Iterator[None]:
+    """Within the block, torch's global RNG of `device` (what dropout draws from) is seeded
+    from `generator`, and restored after: a trainer or estimator owns its randomness, and
+    two in one process do not draw from each other's."""
+    import torch
+
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    devices = [device.index if device.index is not None
+               else torch.cuda.current_device()] if cuda else []
+    with torch.random.fork_rng(devices=devices):
+        seed = int(torch.randint(2**62, (), generator=generator))
+        if cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        else:
+            torch.random.default_generator.manual_seed(seed)
+        yield
+
+
 def python_rng_state(rng: random.Random | None = None) -> list[Any]:
     """The state of `rng` (or of the module-level RNG) as plain lists, checkpoint-safe."""
     version, internal, gauss = (rng or random).getstate()
