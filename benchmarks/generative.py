@@ -13,7 +13,10 @@ The data are MNIST's IDX files from `--data-dir` when given; otherwise MNIST-for
 made here (scikit-learn's 8x8 digits, upscaled to 28x28, each shifted and noised), so that
 the benchmark runs offline: the speed does not depend on what the pixels show.
 
-    python benchmarks/generative.py [--epochs 3] [--data-dir DIR] [--images N]
+    python benchmarks/generative.py [--epochs 3] [--data-dir DIR] [--images N] [--device cpu]
+
+With `--device cuda` both train on the GPU: gymkit's batches are already there, the
+example's loop moves each batch as pytorch/examples does (`data.to(device)`).
 """
 
 from __future__ import annotations
@@ -91,12 +94,23 @@ def example_loss(recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor,
     return bce - 0.5 * torch.sum(1 + log_var - mu.pow(2) - log_var.exp())
 
 
+def synchronize(device: str) -> None:
+    """Wait for the GPU's queued kernels, so that the clock counts them."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def device_name(device: str) -> str:
+    return torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--images", type=int, default=60_000,
                         help="training images made here (a smaller number for a smoke run)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N, for both sides")
     args = parser.parse_args()
     # Run as a script, this file's folder comes first on sys.path, where this file would
     # shadow the `generative` package that gymkit loads its trainers from.
@@ -106,13 +120,14 @@ def main() -> None:
     register(args.data_dir, args.images)
 
     prepared = launch.prepare("generative", DATASET, "vae", hyperparams="pytorch-examples",
-                              flags={"epochs": args.epochs, "seed": 0, "threads": 1})
+                              flags={"epochs": args.epochs, "seed": 0, "threads": 1,
+                                     "device": args.device})
     ours = prepared.trainer
     dataset = DATASETS.get(DATASET).load(None)
     train = torch.as_tensor(dataset.split("train").x)
     test = torch.as_tensor(dataset.split("test").x)
     torch.manual_seed(0)
-    model = ExampleVAE()
+    model = ExampleVAE().to(args.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = DataLoader(TensorDataset(train), batch_size=128, shuffle=True)
 
@@ -120,21 +135,25 @@ def main() -> None:
     for _ in range(args.epochs):
         start = time.perf_counter()
         ours.train_step()
+        synchronize(args.device)
         seconds["gymkit"] += time.perf_counter() - start
         start = time.perf_counter()
         model.train()
         for (x,) in loader:
+            x = x.to(args.device)
             recon, mu, log_var = model(x)
             loss = example_loss(recon, x, mu, log_var)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+        synchronize(args.device)
         seconds["DataLoader"] += time.perf_counter() - start
 
     torch.manual_seed(1)
     total = 0.0
     with torch.no_grad():
         for x in test.split(1000):
+            x = x.to(args.device)
             recon, mu, log_var = model(x)
             total += float(example_loss(recon, x, mu, log_var))
     theirs = total / len(test)
@@ -142,7 +161,7 @@ def main() -> None:
     images = args.epochs * len(train)
     source = "IDX files" if args.data_dir else "MNIST-format, made here"
     print(f"VAE 784-400-20, batch 128, {args.epochs} epochs of {len(train):,} images, "
-          f"1 torch thread, CPU; data: {source}")
+          f"1 torch thread, {device_name(args.device)}; data: {source}")
     print(f"{'':12}{'train time':>12}{'images/s':>12}{'test neg ELBO':>16}")
     for name, elbo in (("gymkit", ours_elbo), ("DataLoader", theirs)):
         print(f"{name:12}{seconds[name]:>10.1f} s{images / seconds[name]:>12,.0f}{elbo:>16.2f}")

@@ -14,7 +14,9 @@ benchmarks/generative.py, or MNIST's IDX files from `--data-dir`), binarized at 
 that both models see the same 0/1 data.
 
     python benchmarks/rbm.py [--images 20000] [--hidden 256] [--batch 100] [--epochs 5]
-                             [--lr 0.05] [--data-dir DIR]
+                             [--lr 0.05] [--data-dir DIR] [--device cpu]
+
+With `--device cuda` gymkit's RBM trains on the GPU; scikit-learn's stays on one CPU thread.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--device", default="cpu", help="gymkit's side: cpu, cuda or cuda:N")
     args = parser.parse_args()
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -111,12 +114,15 @@ def main() -> None:
                 "batch_size": args.batch, "momentum_start": 0.0, "momentum_end": 0.0,
                 "weight_decay": 0.0, "lr_schedule": "constant", "binarize": "none"}
     prepared = launch.prepare("generative", DATASET, "rbm",
-                              flags={"epochs": args.epochs, "seed": 0, "threads": 1},
+                              flags={"epochs": args.epochs, "seed": 0, "threads": 1,
+                                     "device": args.device},
                               assignments=[f"{key}={value}" for key, value in settings.items()])
     ours = prepared.trainer
     start = time.perf_counter()
     for _ in range(args.epochs):
         ours.train_step()
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize(args.device)
     ours_seconds = time.perf_counter() - start
 
     theirs = BernoulliRBM(n_components=args.hidden, learning_rate=args.lr,
@@ -127,11 +133,13 @@ def main() -> None:
         theirs_seconds = time.perf_counter() - start
 
     held_out = torch.as_tensor(test.reshape(len(test), -1))
-    rows = [("gymkit", ours_seconds, scores(ours.model, held_out)),
+    rows = [("gymkit", ours_seconds, scores(ours.model.cpu(), held_out)),
             ("scikit-learn", theirs_seconds, scores(as_gymkit_rbm(theirs), held_out))]
     source = "MNIST IDX files" if args.data_dir else "MNIST-format, made here"
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "the CPU"
     print(f"Bernoulli RBM 784-{args.hidden}, PCD-1, lr {args.lr}, batch {args.batch}, "
-          f"{args.epochs} epochs of {len(train):,} binary images ({source}), 1 thread, CPU; "
+          f"{args.epochs} epochs of {len(train):,} binary images ({source}), 1 thread, "
+          f"gymkit on {where}, scikit-learn on the CPU; "
           f"pseudo-log-likelihood per image on {len(test):,} held-out images")
     print(f"{'':14}{'train time':>12}{'images/s':>12}{'PLL (1 pixel)':>16}{'PLL (full)':>13}")
     images = args.epochs * len(train)

@@ -287,3 +287,28 @@ def test_run_generative_through_the_cli(tmp_path: Path) -> None:
     finally:
         GENERATIVE.remove("toy-gaussian")
         DATASETS.remove("toy-points")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error a CPU-only machine gives")
+def test_a_run_trained_on_a_gpu_evaluates_and_samples_on_a_cpu_with_device(
+        tmp_path: Path) -> None:
+    # config.json records --device cuda, as a run trained on a GPU machine does.
+    for args in (["agent", "cartpole", "--steps", "128", "--set", "learning_starts=32",
+                  "--set", "eval_every=128", "--set", "eval_episodes=1",
+                  "--set", "final_eval_episodes=1"], ["generative", "vae", "--epochs", "1"]):
+        code, out = invoke("run", *args, "--runs-dir", str(tmp_path), "-q")
+        assert code == 0, out
+    agent_run, vae_run = sorted(tmp_path.iterdir(), key=lambda p: "vae" in p.name)
+    for run in (agent_run, vae_run):
+        config = json.loads((run / "config.json").read_text())
+        config["run"]["device"] = "cuda"
+        (run / "config.json").write_text(json.dumps(config))
+    code, out = invoke("eval", str(agent_run), "--episodes", "2")
+    assert code == 2 and "CUDA is not available; use --device cpu" in " ".join(out.split())
+    code, out = invoke("eval", str(agent_run), "--episodes", "2", "--device", "cpu")
+    assert code == 0 and "eval mean return" in out, out
+    png = tmp_path / "samples.png"
+    code, out = invoke("sample", str(vae_run), "--n", "4", "--out", str(png), "--device", "cpu")
+    assert code == 0 and png.is_file(), out
+    code, out = invoke("eval", str(agent_run), "--device", "tpu")
+    assert code == 2 and "device must be auto, cpu, cuda or cuda:N, got 'tpu'" in out

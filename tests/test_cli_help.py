@@ -89,3 +89,20 @@ def test_device_cuda_n_reaches_run_settings() -> None:
         assert result.exit_code == 2
         assert result.stderr.startswith("error: --device cuda:0 requested but CUDA is not "
                                         "available"), result.stderr
+
+
+def option_names(command: Any) -> list[tuple[str, list[str]]]:
+    """(parameter name, its long option names) for every option of every command."""
+    found = [(p.name, [o for o in p.opts if o.startswith("--")])
+             for p in command.params if p.param_type_name == "option"]
+    for sub in getattr(command, "commands", {}).values():
+        found += option_names(sub)
+    return found
+
+
+def test_every_option_is_spelled_in_lower_case() -> None:
+    # typer 0.27 turned `device` with metavar="DEVICE" into `--DEVICE`: `--device` failed with
+    # "No such option" on a machine with that typer (found on the GPU machine, 2026-11-24).
+    options = option_names(typer.main.get_command(app))
+    assert ("device", ["--device"]) in options
+    assert all(name == name.lower() for _, names in options for name in names)

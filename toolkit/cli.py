@@ -205,8 +205,14 @@ class RenderMode(str, Enum):
 
 SeedOpt = Annotated[int | None, typer.Option(
     metavar="N", help=f"random seed, 0 to 4294967295 {_default('0')}")]
+# "--device" spelled out: typer 0.27 named the option after an upper-case metavar that
+# matches the parameter's name (`--DEVICE`).
 DeviceOpt = Annotated[str | None, typer.Option(
-    metavar="DEVICE", help=f"where tensors live: auto, cpu, cuda or cuda:N {_default('auto')}")]
+    "--device", metavar="DEVICE",
+    help=f"where tensors live: auto, cpu, cuda or cuda:N {_default('auto')}")]
+RunDeviceOpt = Annotated[str | None, typer.Option(
+    "--device", metavar="DEVICE", help="where tensors live: auto, cpu, cuda or cuda:N "
+                                       + _default("the run's"))]
 StepsOpt = Annotated[int | None, typer.Option(metavar="N", help="training budget in steps")]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", metavar="KEY=VALUE", help="override a config key, e.g. --set alpha=0.2 "
@@ -358,6 +364,7 @@ def sample(
     checkpoint: Annotated[str, typer.Option(metavar="last|best", help="which checkpoint")
                           ] = "last",
     seed: Annotated[int, typer.Option(metavar="N", help="seed of the samples")] = 0,
+    device: RunDeviceOpt = None,
 ) -> None:
     """Write a grid of samples from a generative model's checkpoint as a PNG."""
     from PIL import Image
@@ -371,7 +378,7 @@ def sample(
     if out.exists():
         raise GymkitError(f"{out} exists already; choose another --out (nothing is "
                           "overwritten)")
-    _, prepared = _trained_run(run_dir, checkpoint)
+    _, prepared = _trained_run(run_dir, checkpoint, device)
     trainer = prepared.trainer
     try:
         if prepared.spec["kind"] != "generative":
@@ -465,15 +472,16 @@ def recommend(
     out.print(table)
 
 
-def _trained_run(run_dir: Path, checkpoint: str) -> tuple[Any, Any]:
-    """The run directory and its rebuilt trainer with the weights of `checkpoint`
-    (``last`` or ``best``), for `gymkit eval` and `gymkit sample`."""
+def _trained_run(run_dir: Path, checkpoint: str, device: str | None = None
+                 ) -> tuple[Any, Any]:
+    """The run directory and its rebuilt trainer (on `device`, or the run's own) with the
+    weights of `checkpoint` (``last`` or ``best``), for `gymkit eval` and `gymkit sample`."""
     from toolkit import launch
     from toolkit.checkpoint import load_checkpoint
 
     if checkpoint not in ("last", "best"):
         raise GymkitError(f"--checkpoint must be last or best, got '{checkpoint}'")
-    rundir, prepared = launch.rebuild(run_dir)
+    rundir, prepared = launch.rebuild(run_dir, device)
     state = load_checkpoint(rundir.checkpoint(checkpoint), require=("trainer",))["trainer"]
     prepared.trainer.load_policy_state_dict(state)
     return rundir, prepared
@@ -501,6 +509,7 @@ def evaluate(
         "--ais-betas", metavar="M", help="AIS's number of inverse temperatures, linear from 0 to "
                                          "1 (with --ais-runs) "
                                          + _default("the config's ais_betas, 10000"))] = None,
+    device: RunDeviceOpt = None,
 ) -> None:
     """Evaluate a trained run's checkpoint, optionally rendering or recording it.
 
@@ -517,7 +526,7 @@ def evaluate(
     if video is not None:
         check_video_dir(video)
     out = stdout()
-    rundir, prepared = _trained_run(run_dir, checkpoint)
+    rundir, prepared = _trained_run(run_dir, checkpoint, device)
     trainer = prepared.trainer
     if nll_samples is not None:
         if nll_samples < 1:

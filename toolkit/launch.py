@@ -220,8 +220,9 @@ def start(prepared: Prepared, runs_dir: str | Path = "runs", *, console: Console
                   quiet=quiet, **runner_kwargs)
 
 
-def rebuild(path: str | Path) -> tuple[RunDir, Prepared]:
-    """The trainer and settings of an existing run, from its config.json."""
+def rebuild(path: str | Path, device: str | None = None) -> tuple[RunDir, Prepared]:
+    """The trainer and settings of an existing run, from its config.json; `device` replaces
+    the recorded one (a run trained on a GPU evaluated on a CPU-only machine)."""
     rundir = RunDir.open(path)
     spec = rundir.read_config()
     needed = ("kind", "plugin", "target", "config", "run")
@@ -237,6 +238,8 @@ def rebuild(path: str | Path) -> tuple[RunDir, Prepared]:
     qualified = f"{package['name']}:{spec['plugin']}" if package.get("name") else spec["plugin"]
     cls = registry.get(qualified if qualified in registry else spec["plugin"])
     cfg = cfgs.build(cls.Config, spec["config"])
+    if device is not None:
+        spec["run"] = {**spec["run"], "device": device}
     settings = cfgs.build(cfgs.RunSettings, spec["run"])
     spec = {k: spec[k] for k in ("kind", "plugin", "plugin_package", "target", "config", "run",
                                  "env", "dataset", "data_dir") if k in spec}
