@@ -230,8 +230,8 @@ def test_a_failing_configuration_is_reported_and_the_others_finish(tmp_path: Pat
 def test_bad_input_shared_by_every_configuration_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(GymkitError, match="alpha must be"):
         run_sweep(definition([0], ["7", "8"]), tmp_path, workers=1)
-    with pytest.raises(GymkitError, match="ray is not supported yet"):
-        run_sweep(definition([0], ["0.1"]), tmp_path, backend="ray")
+    with pytest.raises(GymkitError, match="--backend must be local or ray"):
+        run_sweep(definition([0], ["0.1"]), tmp_path, backend="dask")
     assert not tmp_path.joinpath("sweeps").exists()
 
 
@@ -265,9 +265,52 @@ def test_cli_sweep(tmp_path: Path) -> None:
 
     ok = cli.invoke(app, [*args[:8], "alpha=0.1", *args[9:]])
     assert ok.exit_code == 0 and "2 trials trained now, 2 in all" in ok.output, ok.output
-    for bad, message in ((["--backend", "ray"], "Ray is not supported yet"),
+    for bad, message in ((["--backend", "dask"], "--backend must be local or ray"),
                          (["--seeds", "5-2"], "runs backwards"),
                          (["--grid", "alpha"], "expects key=value1"),
                          (["--workers", "0"], "--workers must be positive")):
         out = cli.invoke(app, [*args, *bad])
         assert out.exit_code == 2 and message.lower() in out.output.lower(), out.output
+
+
+def test_tensorboard_serves_every_trial_of_a_sweep(swept: tuple[Path, SweepResult]) -> None:
+    """`gymkit tensorboard SWEEP_DIR` lists each trial's run, found under trials/."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    if os.name == "nt":
+        pytest.skip("stops TensorBoard's process group with os.killpg, which Windows lacks")
+    _runs, result = swept
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-c", "from toolkit.cli import main; main()", "tensorboard",
+               str(result.path), "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    runs: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(runs) < 4 and time.monotonic() < deadline:
+            assert server.poll() is None, "TensorBoard exited"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs",
+                                            timeout=2) as response:
+                    runs = json.loads(response.read())
+            except OSError:
+                pass
+            time.sleep(0.2)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    assert sorted(runs) == sorted(str(Path(t.run_dir or "").relative_to(result.path))
+                                  for t in result.trials)

@@ -597,7 +597,11 @@ GridOpt = Annotated[list[str] | None, typer.Option(
     "--grid", metavar="KEY=V1,V2", help="values of a config key to sweep, e.g. --grid "
                                         "alpha=0.1,0.2 (repeatable: every combination)")]
 BackendOpt = Annotated[str, typer.Option(
-    "--backend", metavar="NAME", help="where trials run: local (a process pool here)")]
+    "--backend", metavar="NAME", help="where trials run: local (a process pool here) or ray "
+                                      + escape("(Ray Tune; pip install 'gymkit[ray]')"))]
+AddressOpt = Annotated[str | None, typer.Option(
+    "--address", metavar="ADDR", help="--backend ray's cluster: auto, HOST:PORT or "
+                                      f"ray://HOST:10001 {_default('a local Ray instance')}")]
 WorkersOpt = Annotated[int | None, typer.Option(
     "--workers", metavar="N", help=f"trials at once {_default('the number of CPU cores')}")]
 
@@ -611,6 +615,7 @@ def sweep_agent(
         metavar="NAME", help="agent (see `gymkit list`); default: the env's preset")] = None,
     grid: GridOpt = None,
     backend: BackendOpt = "local",
+    address: AddressOpt = None,
     workers: WorkersOpt = None,
     device: DeviceOpt = None,
     steps: StepsOpt = None,
@@ -627,7 +632,7 @@ def sweep_agent(
     alpha=0.1,0.2`; rerunning the same command finishes only the missing trials."""
     flags = {"device": device, "steps": steps, "episodes": episodes}
     _sweep("agent", env, algo, seeds, grid, backend, workers, flags, set_, config, runs_dir,
-           quiet, preset)
+           quiet, preset, address=address)
 
 
 @sweep_app.command("generative", cls=GymkitCommand)
@@ -639,6 +644,7 @@ def sweep_generative(
         metavar="NAME", help="dataset (see `gymkit list`); default: the model's")] = None,
     grid: GridOpt = None,
     backend: BackendOpt = "local",
+    address: AddressOpt = None,
     workers: WorkersOpt = None,
     device: DeviceOpt = None,
     epochs: Annotated[int | None, typer.Option(
@@ -656,18 +662,17 @@ def sweep_generative(
     """Sweep a generative model, e.g. `gymkit sweep generative vae --seeds 0-2`."""
     flags = {"device": device, "steps": steps, "epochs": epochs}
     _sweep("generative", dataset, model, seeds, grid, backend, workers, flags, set_, config,
-           runs_dir, quiet, preset, data_dir)
+           runs_dir, quiet, preset, data_dir, address=address)
 
 
 def _sweep(kind: str, target: str | None, plugin: str | None, seeds: str,
            grid: list[str] | None, backend: str, workers: int | None, flags: dict[str, Any],
            assignments: list[str] | None, config: Path | None, runs_dir: Path, quiet: bool,
-           hyperparams: str | None, data_dir: Path | None = None) -> None:
+           hyperparams: str | None, data_dir: Path | None = None,
+           address: str | None = None) -> None:
     """Exit 0 when every trial completed, 1 when one failed, 130 when Ctrl-C stopped it."""
     from toolkit import sweep
 
-    if backend == "ray":
-        raise GymkitError("--backend ray is not supported yet; use --backend local")
     out = stdout()
     definition = sweep.SweepDefinition(
         kind, target, plugin, sweep.parse_seeds(seeds), sweep.parse_grid(grid or []),
@@ -676,7 +681,7 @@ def _sweep(kind: str, target: str | None, plugin: str | None, seeds: str,
         hyperparams=hyperparams, config_file=str(config.resolve()) if config else None,
         data_dir=str(data_dir.expanduser().resolve()) if data_dir else None)
     result = sweep.run_sweep(definition, runs_dir, backend=backend, workers=workers,
-                             console=None if quiet else out)
+                             address=address, console=None if quiet else out)
     print_path(out, "sweep directory:", result.path)
     if result.interrupted:
         stderr().print("[yellow]interrupted[/]; the trials stopped where they were. Finish them "

@@ -12,7 +12,8 @@ A trial's slot (``trials/<config>/seed-<n>/``) holds its run directory, created 
 `launch.start` like any other, so run directories are never overwritten. Rerunning a
 sweep skips the trials whose run completed, resumes those interrupted from
 checkpoints/last.pt (as `gymkit resume` does) and starts the rest in a new run
-directory in their slot. The local backend runs trials in a pool of processes.
+directory in their slot. The local backend runs trials in a pool of processes, the ray
+backend as Ray Tune trials (toolkit/sweep_ray.py).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from toolkit.rundir import RunDir, read_json, write_json
 SWEEP_JSON = "sweep.json"
 SWEEP_CSV = "sweep.csv"
 TRIALS = "trials"
-BACKENDS = ("local",)
+BACKENDS = ("local", "ray")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -271,15 +272,20 @@ def sweep_dir(runs_dir: Path, plugin: str, target: str, definition: SweepDefinit
 
 def run_sweep(definition: SweepDefinition, runs_dir: str | Path = "runs", *,
               backend: str = "local", workers: int | None = None,
-              console: Console | None = None,
+              address: str | None = None, console: Console | None = None,
               on_trial: Callable[[Trial], None] | None = None) -> SweepResult:
-    """Run (or finish) the sweep; `workers` 1 runs the trials in this process."""
+    """Run (or finish) the sweep; `workers` 1 runs the trials in this process. The ray
+    backend runs them on the Ray cluster at `address` (toolkit/sweep_ray.py)."""
     from toolkit import launch
 
-    if backend != "local":
-        if backend == "ray":
-            raise GymkitError("--backend ray is not supported yet; use --backend local")
-        raise GymkitError(f"--backend must be local, got '{backend}'")
+    if backend not in BACKENDS:
+        raise GymkitError(f"--backend must be local or ray, got '{backend}'")
+    if address is not None and backend != "ray":
+        raise GymkitError("--address is the Ray cluster's; add --backend ray or drop --address")
+    if backend == "ray":
+        from toolkit import sweep_ray
+
+        sweep_ray.check(address)
     if workers is not None and workers < 1:
         raise GymkitError(f"--workers must be positive, got {workers}")
     out = console or Console(file=io.StringIO())
@@ -313,12 +319,14 @@ def run_sweep(definition: SweepDefinition, runs_dir: str | Path = "runs", *,
         raise GymkitError(f"cannot create the sweep directory {path}: {exc.strerror}; "
                           "pass another --runs-dir") from exc
     with RunDir(path).lock():
-        return _run_locked(definition, path, trials, errors, workers, out, on_trial)
+        return _run_locked(definition, path, trials, errors, workers, out, on_trial,
+                           backend, address)
 
 
 def _run_locked(definition: SweepDefinition, path: Path, trials: list[Trial],
                 errors: dict[str, str], workers: int | None, out: Console,
-                on_trial: Callable[[Trial], None] | None) -> SweepResult:
+                on_trial: Callable[[Trial], None] | None, backend: str = "local",
+                address: str | None = None) -> SweepResult:
     result = SweepResult(path, trials, [])
     todo: list[Trial] = []
     for trial in trials:
@@ -346,7 +354,12 @@ def _run_locked(definition: SweepDefinition, path: Path, trials: list[Trial],
             _print_trial(out, trial, done := done + 1, total)
     tasks = {id(t): _task(definition, path, t) for t in todo}
     count = min(workers or multiprocessing.cpu_count(), len(todo)) if todo else 0
-    if count <= 1:
+    if backend == "ray" and todo:
+        from toolkit import sweep_ray
+
+        result.interrupted = sweep_ray.run_trials(todo, tasks, path, address=address,
+                                                  workers=workers, finished=finished, out=out)
+    elif count <= 1:
         for trial in todo:
             outcome = run_trial(tasks[id(trial)])
             finished(trial, outcome)
