@@ -100,6 +100,7 @@ class LayerPretraining:
         total, rows = torch.zeros((), device=data.device), 0
         for batch in _shuffled(data, batch_size, generator):
             estimate = contrastive_divergence(self.rbm, batch, self.k, generator)
+            assert estimate.reconstruction is not None  # CD-k always reconstructs
             for name, parameter in self.rbm.named_parameters():
                 parameter.grad = -estimate.gradient[name]  # SGD descends; CD ascends
             self.optimizer.step()

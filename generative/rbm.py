@@ -99,6 +99,9 @@ from toolkit.images import image_grid
 from toolkit.trainer import TrainerContext
 
 #: The Gibbs chains drawn in the logged images: how many, and after how many steps.
+#: Rows of each batch whose reconstruction error PCD logs (CD-k has every row's for free;
+#: PCD would pay a matrix product of the whole batch for a diagnostic).
+PCD_RECON_ROWS = 16
 CHAINS_SHOWN = 8
 #: Filters drawn in the logged image, at most.
 FILTERS_SHOWN = 100
@@ -262,6 +265,8 @@ class RBMTrainer(ImageTrainer):
         #: PCD's fantasy particles, (batch_size, V); started from the base-rate model.
         self.chain: torch.Tensor | None = self.noise(cfg.batch_size, self.sampler) \
             if cfg.persistent else None
+        #: Their hidden states, a draw from p(h | chain); None until the first update.
+        self.chain_hidden: torch.Tensor | None = None
         #: The running estimate q of each hidden unit's mean activity (sparsity penalty).
         self.activity = torch.full((cfg.hidden,), cfg.sparsity_target, device=self.device)
         #: The last update of the weights (for the update/weight histogram); not saved.
@@ -356,9 +361,9 @@ class RBMTrainer(ImageTrainer):
                 group["momentum"], group["lr"] = momentum, lr
             mask = None if self.train_mask is None else self.train_mask[index]
             estimate = contrastive_divergence(model, v0, cfg.k, self.sampler, self.chain,
-                                              mask=mask)
+                                              chain_hidden=self.chain_hidden, mask=mask)
             if cfg.persistent:
-                self.chain = estimate.chain
+                self.chain, self.chain_hidden = estimate.chain, estimate.chain_hidden
             gradient = estimate.gradient
             if cfg.sparsity_target > 0:
                 decay = cfg.sparsity_decay
@@ -371,8 +376,13 @@ class RBMTrainer(ImageTrainer):
                 parameter.grad = -gradient[name]  # SGD descends; the estimate ascends
             self.optimizer.step()
             self.last_update = model.weight - before
-            error = v0 - estimate.reconstruction
-            recon = (error if mask is None else error * mask).pow(2).sum(1).mean()
+            if estimate.reconstruction is not None:
+                error = v0 - estimate.reconstruction
+                recon = (error if mask is None else error * mask).pow(2).sum(1).mean()
+            else:  # PCD draws no h0 for the data: reconstruct a few of the batch's rows
+                rows = v0[:PCD_RECON_ROWS]
+                hidden = bernoulli(estimate.hidden[:PCD_RECON_ROWS], self.sampler)
+                recon = (rows - model.visible_mean(hidden)).pow(2).sum(1).mean()
             ratio = self.last_update.norm() / model.weight.norm().clamp_min(1e-12)
             totals += torch.stack([recon, ratio, estimate.hidden.mean()])
             count += 1
@@ -511,6 +521,7 @@ class RBMTrainer(ImageTrainer):
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "sampler": self.sampler.get_state(),
                 "chain": None if self.chain is None else self.chain.clone(),
+                "chain_hidden": None if self.chain_hidden is None else self.chain_hidden.clone(),
                 "activity": self.activity.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -521,6 +532,8 @@ class RBMTrainer(ImageTrainer):
             raise GymkitError("this checkpoint was written with another value of persistent; "
                               "resume it with the config it was trained with")
         self.chain = None if chain is None else chain.to(self.device)
+        hidden = state.get("chain_hidden")  # absent from checkpoints before 2026-11-24
+        self.chain_hidden = None if hidden is None else hidden.to(self.device)
         self.activity = state["activity"].to(self.device)
 
     def networks(self) -> dict[str, tuple[Any, tuple[Any, ...]]]:

@@ -155,17 +155,21 @@ class CDEstimate:
     """One contrastive-divergence step's result.
 
     `gradient` holds estimates of d(mean log p(v))/d(parameter) (an ascent direction), by
-    parameter name. `chain` holds the negative phase's visible draws: the persistent
-    chain's next state. `reconstruction` is E[v | h0] for the data, `hidden` p(h | v0)."""
+    parameter name. `chain` holds the negative phase's visible states: with
+    `chain_hidden`, a draw from p(h | chain), the persistent chain's next state.
+    `reconstruction` is E[v | h0] for the data under CD-k (PCD-k draws no h0 and leaves it
+    None), `hidden` p(h | v0)."""
 
     gradient: dict[str, torch.Tensor]
     chain: torch.Tensor
-    reconstruction: torch.Tensor
+    reconstruction: torch.Tensor | None
     hidden: torch.Tensor
+    chain_hidden: torch.Tensor | None = None
 
 
 def contrastive_divergence(rbm: RBM, v0: torch.Tensor, k: int, generator: torch.Generator | None,
                            chain: torch.Tensor | None = None, *,
+                           chain_hidden: torch.Tensor | None = None,
                            mask: torch.Tensor | None = None) -> CDEstimate:
     """The CD-k (``chain`` None) or PCD-k gradient estimate for the batch `v0` (B, V).
 
@@ -177,7 +181,11 @@ def contrastive_divergence(rbm: RBM, v0: torch.Tensor, k: int, generator: torch.
     but the last visible one, which is E[v | h], the probabilities (section 3.2); PCD-k runs
     k steps v -> h -> v from the persistent `chain` (its own batch of fantasy particles) and
     keeps the draws, as a Markov chain must. The negative statistics use the last visible
-    state vk and pk = p(h | vk). With batch means over the B data rows and the M chain rows,
+    state vk and pk = p(h | vk). PCD's chain state is (v, h): the draw h ~ p(h | vk) that
+    the next update's first step starts from is returned as `chain_hidden` and taken back
+    as `chain_hidden`, as scikit-learn's BernoulliRBM keeps `h_samples_`, so an update of
+    PCD-1 takes five matrix products, not six (without it, h is drawn from `chain`). With
+    batch means over the B data rows and the M chain rows,
 
         dW = v0^T p0 / B - vk^T pk / M,   db = mean(v0) - mean(vk),   dc = mean(p0) - mean(pk),
 
@@ -199,31 +207,44 @@ def contrastive_divergence(rbm: RBM, v0: torch.Tensor, k: int, generator: torch.
         if chain is not None:
             raise ValueError("a mask belongs to the data's rows; persistent chains have none")
         v0 = v0 * mask
+    if chain is not None:
+        return _persistent(rbm, v0, k, generator, chain, chain_hidden)
     p0, h0 = rbm.sample_hidden(v0, generator)
     reconstruction = rbm.visible_mean(h0)
-    if chain is None:
-        h = h0
-        for step in range(k):
-            mean = reconstruction if step == 0 else rbm.visible_mean(h)
-            if step == k - 1:
-                vk = mean if mask is None else mean * mask
-            else:
-                vk = rbm.draw_visible(mean, generator)
-                if mask is not None:
-                    vk = vk * mask
-                _, h = rbm.sample_hidden(vk, generator)
-    else:
-        vk = chain
-        for _ in range(k):
+    h = h0
+    for step in range(k):
+        mean = reconstruction if step == 0 else rbm.visible_mean(h)
+        if step == k - 1:
+            vk = mean if mask is None else mean * mask
+        else:
+            vk = rbm.draw_visible(mean, generator)
+            if mask is not None:
+                vk = vk * mask
             _, h = rbm.sample_hidden(vk, generator)
-            _, vk = rbm.sample_visible(h, generator)
     pk = rbm.hidden_probabilities(vk)
-    gradient = {
+    return CDEstimate(_gradient(v0, p0, vk, pk), vk, reconstruction, p0)
+
+
+def _persistent(rbm: RBM, v0: torch.Tensor, k: int, generator: torch.Generator | None,
+                chain: torch.Tensor, chain_hidden: torch.Tensor | None) -> CDEstimate:
+    """PCD-k from the chain state (`chain`, `chain_hidden`); see `contrastive_divergence`."""
+    p0 = rbm.hidden_probabilities(v0)
+    h = chain_hidden if chain_hidden is not None else rbm.sample_hidden(chain, generator)[1]
+    for step in range(k):
+        _, vk = rbm.sample_visible(h, generator)
+        if step < k - 1:
+            _, h = rbm.sample_hidden(vk, generator)
+    pk = rbm.hidden_probabilities(vk)
+    return CDEstimate(_gradient(v0, p0, vk, pk), vk, None, p0, bernoulli(pk, generator))
+
+
+def _gradient(v0: torch.Tensor, p0: torch.Tensor, vk: torch.Tensor, pk: torch.Tensor
+              ) -> dict[str, torch.Tensor]:
+    return {
         "weight": v0.t() @ p0 / len(v0) - vk.t() @ pk / len(vk),
         "visible_bias": v0.mean(0) - vk.mean(0),
         "hidden_bias": p0.mean(0) - pk.mean(0),
     }
-    return CDEstimate(gradient, vk, reconstruction, p0)
 
 
 def sparsity_gradient(v0: torch.Tensor, q: torch.Tensor, target: float, cost: float
