@@ -199,21 +199,28 @@ def test_a_trial_without_its_summary_is_finished_alone(tmp_path: Path) -> None:
     assert all(t.status == "completed" for t in again.trials)
 
 
-def test_an_interrupted_trial_resumes_from_its_checkpoint(tmp_path: Path) -> None:
-    first = run_sweep(definition([0, 1], ["0.1"]), tmp_path, workers=1)
-    slot = first.path / first.trials[1].slot
-    shutil.rmtree(slot)
-    # What Ctrl-C leaves in the slot: a run stopped at step 1500 with last.pt.
+def interrupt_in(slot: Path, seed: int) -> Path:
+    """What Ctrl-C leaves in a trial's slot: alpha=0.1's run stopped at step 1500, last.pt;
+    its run directory."""
     prepared = launch.prepare("agent", "frozenlake", "qlearning",
-                              assignments=[*SETS, "alpha=0.1"], flags={"seed": 1, "steps": STEPS})
+                              assignments=[*SETS, "alpha=0.1"],
+                              flags={"seed": seed, "steps": STEPS})
     runner = launch.start(prepared, slot, quiet=True,
                           on_step=lambda r: r.request_stop() if r._spent() >= 1500 else None)
     assert runner.run().status == "interrupted"
     runner.trainer.close()
+    return runner.rundir.path
+
+
+def test_an_interrupted_trial_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    first = run_sweep(definition([0, 1], ["0.1"]), tmp_path, workers=1)
+    slot = first.path / first.trials[1].slot
+    shutil.rmtree(slot)
+    interrupted = interrupt_in(slot, seed=1)
     again = run_sweep(definition([0, 1], ["0.1"]), tmp_path, workers=1)
     assert again.ran == 1 and all(t.status == "completed" for t in again.trials)
     (run,) = [p for p in slot.iterdir()]  # resumed in place, no second run directory
-    assert run == runner.rundir.path and again.trials[1].run_dir == str(run)
+    assert run == interrupted and again.trials[1].run_dir == str(run)
     assert untimed(run) == untimed(single_run(tmp_path / "single", 1, "0.1"))
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_sweep import SETS, STEPS, by_slot, definition, single_run, untimed
+from test_sweep import SETS, STEPS, by_slot, definition, interrupt_in, single_run, untimed
 from typer.testing import CliRunner
 
-from toolkit import launch, sweep_ray
+from toolkit import sweep_ray
 from toolkit.cli import app
 from toolkit.errors import GymkitError
 from toolkit.sweep import run_sweep, sweep_dir
@@ -126,12 +126,7 @@ def test_rerunning_on_ray_finishes_only_the_missing_trials(tmp_path: Path) -> No
     slot = first.path / by_slot(first)[("0.1", 1)].slot
     shutil.rmtree(slot)
     shutil.rmtree(first.path / by_slot(first)[("0.1", 2)].slot)
-    prepared = launch.prepare("agent", "frozenlake", "qlearning",
-                              assignments=[*SETS, "alpha=0.1"], flags={"seed": 1, "steps": STEPS})
-    runner = launch.start(prepared, slot, quiet=True,
-                          on_step=lambda r: r.request_stop() if r._spent() >= 1500 else None)
-    assert runner.run().status == "interrupted"
-    runner.trainer.close()
+    interrupted = interrupt_in(slot, seed=1)
 
     again = run_sweep(sweep, tmp_path, backend="ray", workers=2)
     trials = by_slot(again)
@@ -139,7 +134,7 @@ def test_rerunning_on_ray_finishes_only_the_missing_trials(tmp_path: Path) -> No
     assert not trials[("0.1", 0)].ran and trials[("0.1", 1)].ran and trials[("0.1", 2)].ran
     assert all(t.status == "completed" for t in again.trials)
     (run,) = [p for p in slot.iterdir()]  # resumed in place, no second run directory
-    assert run == runner.rundir.path and trials[("0.1", 1)].run_dir == str(run)
+    assert run == interrupted and trials[("0.1", 1)].run_dir == str(run)
     assert untimed(run) == untimed(single_run(tmp_path / "single", 1, "0.1"))
     assert len(run_dirs(again.path)) == 3
     assert run_sweep(sweep, tmp_path, backend="ray").ran == 0
