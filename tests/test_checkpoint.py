@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +116,21 @@ def test_a_pickled_object_gives_one_clean_line(tmp_path: Path) -> None:
         load_checkpoint(path)
     message = str(info.value)
     assert "not plain data" in message and "\x1b" not in message and "\n" not in message
+
+
+def test_a_checkpoint_written_on_a_gpu_loads_on_the_cpu(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch.save tags each storage with its device; a GPU run's last.pt says "cuda:0". The
+    # tag is forged here, so that a CPU-only machine checks what it does with one: tensors
+    # land on the CPU (`gymkit eval --device cpu` of a GPU run), not "Attempting to
+    # deserialize object on a CUDA device".
+    import torch.serialization
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        save_checkpoint(tmp_path / "last.pt", {"trainer": {"w": torch.arange(3.0)}})
+    with zipfile.ZipFile(tmp_path / "last.pt") as archive:
+        (pickled,) = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+        assert b"cuda:0" in archive.read(pickled)
+    weights = load_checkpoint(tmp_path / "last.pt")["trainer"]["w"]
+    assert weights.device.type == "cpu" and weights.tolist() == [0.0, 1.0, 2.0]

@@ -303,8 +303,13 @@ def test_a_run_trained_on_a_gpu_evaluates_and_samples_on_a_cpu_with_device(
         config = json.loads((run / "config.json").read_text())
         config["run"]["device"] = "cuda"
         (run / "config.json").write_text(json.dumps(config))
-    code, out = invoke("eval", str(agent_run), "--episodes", "2")
-    assert code == 2 and "CUDA is not available; use --device cpu" in " ".join(out.split())
+    for command in (["eval", str(agent_run)], ["resume", str(agent_run)],
+                    ["reproduce", str(agent_run)]):
+        code, out = invoke(*command)
+        assert code == 2 and (f"was trained with --device cuda and CUDA is not available here; "
+                              f"continue or rerun it on a machine with a GPU, or evaluate it "
+                              f"here with `gymkit eval {agent_run} --device cpu`"
+                              ) in " ".join(out.split()), out
     code, out = invoke("eval", str(agent_run), "--episodes", "2", "--device", "cpu")
     assert code == 0 and "eval mean return" in out, out
     png = tmp_path / "samples.png"

@@ -240,10 +240,25 @@ def rebuild(path: str | Path, device: str | None = None) -> tuple[RunDir, Prepar
     cfg = cfgs.build(cls.Config, spec["config"])
     if device is not None:
         spec["run"] = {**spec["run"], "device": device}
+    else:
+        _check_recorded_device(rundir, str(spec["run"].get("device", "auto")))
     settings = cfgs.build(cfgs.RunSettings, spec["run"])
     spec = {k: spec[k] for k in ("kind", "plugin", "plugin_package", "target", "config", "run",
                                  "env", "dataset", "data_dir") if k in spec}
     return rundir, Prepared(_build(cls, cfg, settings, spec, rundir.path), settings, spec)
+
+
+def _check_recorded_device(rundir: RunDir, device: str) -> None:
+    """A run trained on a GPU, rebuilt on a machine without one: say what can be done here
+    (`--device` belongs to `gymkit run`, and a resumed run keeps its device)."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise GymkitError(f"{rundir} was trained with --device {device} and CUDA is not "
+                          "available here; continue or rerun it on a machine with a GPU, or "
+                          f"evaluate it here with `gymkit eval {rundir} --device cpu`")
 
 
 def plugin_version_change(spec: dict[str, Any]) -> str | None:
