@@ -98,10 +98,10 @@ from toolkit.errors import ConfigError, GymkitError
 from toolkit.images import image_grid
 from toolkit.trainer import TrainerContext
 
-#: The Gibbs chains drawn in the logged images: how many, and after how many steps.
 #: Rows of each batch whose reconstruction error PCD logs (CD-k has every row's for free;
 #: PCD would pay a matrix product of the whole batch for a diagnostic).
 PCD_RECON_ROWS = 16
+#: The Gibbs chains drawn in the logged images: how many, and after how many steps.
 CHAINS_SHOWN = 8
 #: Filters drawn in the logged image, at most.
 FILTERS_SHOWN = 100

@@ -264,3 +264,24 @@ def test_dqn_with_a_cnn_plays_minatar_breakout_far_better_than_chance(tmp_path: 
     # (`gymkit run agent minatar-breakout --preset cpu -q`).
     assert chance < 1.0
     assert _final_return(summary) >= 2.0 + 4 * chance
+
+
+def test_pixels_benchmark_prints_steps_frames_and_both_returns() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "pixels.py"), "--device",
+                          "cpu", "--episodes", "1", "--runs", "minatar-breakout:ppo:1024",
+                          "pong:ppo:256", "--set", "n_steps=32"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = {line.split()[0]: line.split() for line in out.splitlines()
+            if line.startswith(("minatar", "pong"))}
+    # Pong's rows: 4 emulator frames a step; returns are points, -21 to 21.
+    for run, frames_per_step, low, high in (("minatar-breakout:ppo:1024", 1, 0, 1000),
+                                            ("pong:ppo:256", 4, -21, 21)):
+        _, device, steps, _, sps, fps, mean, _, _, chance = rows[run]
+        assert device == "cpu" and int(steps.replace(",", "")) == int(run.rsplit(":", 1)[1])
+        assert float(fps.replace(",", "")) == pytest.approx(
+            frames_per_step * float(sps.replace(",", "")), rel=0.01, abs=1)
+        assert low <= float(mean) <= high and low <= float(chance) <= high
