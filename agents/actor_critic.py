@@ -180,7 +180,7 @@ class ActorCriticAgent(Agent):
     def __init__(self, cfg: ActorCriticConfig, source: EnvSource, ctx: TrainerContext) -> None:
         super().__init__(cfg, source, ctx)
         self.device = torch.device(ctx.device)
-        self.envs = source.make_vector(cfg.n_envs)
+        self.envs = source.make_vector(cfg.n_envs, asynchronous=cfg.async_envs)
         obs_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
         problem = self.incompatibility(obs_space, self.action_space)

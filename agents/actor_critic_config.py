@@ -12,6 +12,9 @@ from toolkit.errors import ConfigError
 @dataclass
 class ActorCriticConfig(TrainerConfig):
     n_envs: int = param(8, "environments stepped side by side")
+    async_envs: bool = param(
+        False, "step the envs in subprocesses (gymnasium's AsyncVectorEnv), for slow envs "
+        "such as Atari on several cores; the same numbers as in this process")
     n_steps: int = param(5, "rollout length: steps per env between updates")
     learning_rate: float = param(7e-4, "optimizer learning rate")
     lr_schedule: Literal["constant", "linear"] = param(

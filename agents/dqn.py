@@ -62,6 +62,9 @@ MEAN = 1
 @dataclass
 class DQNConfig(TrainerConfig):
     n_envs: int = param(1, "environments stepped side by side")
+    async_envs: bool = param(
+        False, "step the envs in subprocesses (gymnasium's AsyncVectorEnv), for slow envs "
+        "such as Atari on several cores; the same numbers as in this process")
     learning_rate: float = param(1e-4, "optimizer learning rate")
     optimizer: Literal["adam", "sgd"] = param("adam", "optimizer")
     buffer_size: int = param(100_000, "replay buffer capacity, in transitions")
@@ -285,7 +288,7 @@ class DQN(Agent):
     def __init__(self, cfg: DQNConfig, source: EnvSource, ctx: TrainerContext) -> None:
         super().__init__(cfg, source, ctx)
         self.device = torch.device(ctx.device)
-        self.envs = source.make_vector(cfg.n_envs)
+        self.envs = source.make_vector(cfg.n_envs, asynchronous=cfg.async_envs)
         obs_space = self.envs.single_observation_space
         act_space = self.envs.single_action_space
         problem = self.incompatibility(obs_space, act_space)

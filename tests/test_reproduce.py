@@ -293,6 +293,30 @@ def test_async_vector_envs_step_like_sync_ones() -> None:
     assert runs[0] == runs[1]
 
 
+@pytest.mark.parametrize("name", ["a2c", "ppo", "dqn"])
+def test_async_envs_train_like_sync_ones(name: str, tmp_path: Path) -> None:
+    """`--set async_envs=true` steps the agent's envs in subprocesses; the metrics are the
+    same bits as in one process (dqn with 2 envs, so that there is something to gather)."""
+    extra = ["--set", "n_envs=2"] if name == "dqn" else []
+    sync = train(tmp_path / "sync", name, *extra)
+    asynchronous = train(tmp_path / "async", name, *extra, "--set", "async_envs=true")
+    config = json.loads((asynchronous / "config.json").read_text())["config"]
+    assert config["async_envs"] is True
+    lines = read_metrics(sync / "metrics.jsonl")
+    assert len(lines) >= 2 and lines == read_metrics(asynchronous / "metrics.jsonl")
+    from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
+
+    from toolkit import launch
+
+    for flag, kind in (("false", SyncVectorEnv), ("true", AsyncVectorEnv)):
+        prepared = launch.prepare("agent", "cartpole", name, assignments=[
+            f"async_envs={flag}", "n_envs=2"], flags={"steps": 64})
+        try:
+            assert type(prepared.trainer.envs) is kind
+        finally:
+            prepared.trainer.close()
+
+
 #: PPO with layers wide enough that torch splits its matrix products across threads.
 WIDE_PPO = ["agent", "cartpole", "--algo", "ppo", "--steps", "1024", "--set", "n_envs=4",
             "--set", "n_steps=64", "--set", "hidden=[256,256]", "--set", "n_epochs=2",
