@@ -2,19 +2,30 @@
 
 Both train a Bernoulli RBM of the same size by persistent contrastive divergence (PCD-1,
 which is what BernoulliRBM does), with the same learning rate, batch size and number of
-epochs, and neither momentum nor weight decay (BernoulliRBM has none), one thread each, on
-the CPU: gymkit's `rbm` plugin, and BernoulliRBM.fit. Printed: training images per second
-of each, their ratio, and each model's pseudo-log-likelihood per image on the same
-held-out images: scikit-learn's estimate (`score_samples`: one random pixel flipped per
-image, the same pixels for both models) and the full one (every pixel flipped in turn:
-sum_i log p(v_i | v_-i), without the estimate's noise).
+epochs, neither momentum nor weight decay (BernoulliRBM has none), and visible biases
+starting at 0 as BernoulliRBM's do (gymkit's `visible_bias_init=zero`; `--visible-bias-init
+data` for the guide's log-odds, gymkit's default), one thread each, on
+the CPU: gymkit's `rbm` plugin, and BernoulliRBM.fit. gymkit trains once per
+`--precisions` entry, its run setting `matmul_precision` (highest: float32 products;
+medium: bfloat16 inside the products, on CPUs with AMX or AVX-512 BF16).
+
+Per seed (gymkit's `--seed`, scikit-learn's `random_state`), printed: training time and
+images per second of each, and each model's pseudo-log-likelihood per image on the same
+held-out images, scored in float32: scikit-learn's estimate (`score_samples`: one random
+pixel flipped per image, the same pixels for every model) and the full one (every pixel
+flipped in turn: sum_i log p(v_i | v_-i), without the estimate's noise). Then, over the
+seeds: images per second of all the training, the ratio to scikit-learn's, and the mean
+pseudo-log-likelihoods with their 95% t-intervals (they vary from seed to seed by more than
+between the two implementations).
 
 The images are MNIST-format (28x28, made offline from scikit-learn's digits as in
 benchmarks/generative.py, or MNIST's IDX files from `--data-dir`), binarized at 0.5, so
 that both models see the same 0/1 data.
 
-    python benchmarks/rbm.py [--images 20000] [--hidden 256] [--batch 100] [--epochs 5]
-                             [--lr 0.05] [--data-dir DIR] [--device cpu]
+    python benchmarks/rbm.py [--seeds 0 1 2 3 4] [--precisions highest medium]
+                             [--images 20000] [--hidden 256] [--batch 100] [--epochs 5]
+                             [--lr 0.05] [--visible-bias-init zero] [--data-dir DIR]
+                             [--device cpu]
 
 With `--device cuda` gymkit's RBM trains on the GPU; scikit-learn's stays on one CPU thread.
 """
@@ -38,7 +49,9 @@ import torch  # noqa: E402
 
 from generative.rbm_model import RBM, full_pseudo_log_likelihood, pseudo_log_likelihood  # noqa: E402
 from toolkit import launch  # noqa: E402
+from toolkit.config import MATMUL_PRECISIONS  # noqa: E402
 from toolkit.data import DATASETS, Dataset, Split, dataset_source  # noqa: E402
+from toolkit.sweep import summarize  # noqa: E402
 
 DATASET = "benchmark-binary-mnist-format"
 EVAL_SEED = 7
@@ -93,29 +106,15 @@ def scores(rbm: RBM, test: torch.Tensor) -> tuple[float, float]:
                 float(full_pseudo_log_likelihood(rbm, test).mean()))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=20_000)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--device", default="cpu", help="gymkit's side: cpu, cuda or cuda:N")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from sklearn.neural_network import BernoulliRBM
-    from threadpoolctl import threadpool_limits
-
-    train, test = binary_images(args.data_dir, args.images)
-    register(train, test)
+def train_gymkit(args: argparse.Namespace, seed: int, precision: str) -> tuple[float, RBM]:
+    """Seconds to train gymkit's RBM, and the trained model on the CPU."""
     settings = {"hidden": args.hidden, "k": 1, "persistent": True, "lr": args.lr,
                 "batch_size": args.batch, "momentum_start": 0.0, "momentum_end": 0.0,
-                "weight_decay": 0.0, "lr_schedule": "constant", "binarize": "none"}
+                "weight_decay": 0.0, "lr_schedule": "constant", "binarize": "none",
+                "visible_bias_init": args.visible_bias_init}
     prepared = launch.prepare("generative", DATASET, "rbm",
-                              flags={"epochs": args.epochs, "seed": 0, "threads": 1,
-                                     "device": args.device},
+                              flags={"epochs": args.epochs, "seed": seed, "threads": 1,
+                                     "device": args.device, "matmul_precision": precision},
                               assignments=[f"{key}={value}" for key, value in settings.items()])
     ours = prepared.trainer
     start = time.perf_counter()
@@ -123,30 +122,83 @@ def main() -> None:
         ours.train_step()
     if args.device.startswith("cuda"):
         torch.cuda.synchronize(args.device)
-    ours_seconds = time.perf_counter() - start
+    return time.perf_counter() - start, ours.model.cpu()
+
+
+def train_sklearn(args: argparse.Namespace, seed: int, train: np.ndarray) -> tuple[float, RBM]:
+    """Seconds to fit scikit-learn's BernoulliRBM, and its weights in a gymkit RBM."""
+    from sklearn.neural_network import BernoulliRBM
+    from threadpoolctl import threadpool_limits
 
     theirs = BernoulliRBM(n_components=args.hidden, learning_rate=args.lr,
-                          batch_size=args.batch, n_iter=args.epochs, random_state=0)
+                          batch_size=args.batch, n_iter=args.epochs, random_state=seed)
     with threadpool_limits(limits=1):
         start = time.perf_counter()
         theirs.fit(train.reshape(len(train), -1).astype(np.float64))
-        theirs_seconds = time.perf_counter() - start
+        return time.perf_counter() - start, as_gymkit_rbm(theirs)
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--precisions", nargs="+", default=["highest", "medium"],
+                        choices=MATMUL_PRECISIONS)
+    parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--visible-bias-init", default="zero", choices=("zero", "data"),
+                        help="gymkit's start: zero as BernoulliRBM, or the guide's log-odds")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--device", default="cpu", help="gymkit's side: cpu, cuda or cuda:N")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+    train, test = binary_images(args.data_dir, args.images)
+    register(train, test)
     held_out = torch.as_tensor(test.reshape(len(test), -1))
-    rows = [("gymkit", ours_seconds, scores(ours.model.cpu(), held_out)),
-            ("scikit-learn", theirs_seconds, scores(as_gymkit_rbm(theirs), held_out))]
+    sides = [f"gymkit {precision}" for precision in args.precisions] + ["scikit-learn"]
+    seconds: dict[str, list[float]] = {side: [] for side in sides}
+    likelihoods: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
     source = "MNIST IDX files" if args.data_dir else "MNIST-format, made here"
     where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "the CPU"
     print(f"Bernoulli RBM 784-{args.hidden}, PCD-1, lr {args.lr}, batch {args.batch}, "
+          f"gymkit's visible biases from {args.visible_bias_init}, "
           f"{args.epochs} epochs of {len(train):,} binary images ({source}), 1 thread, "
           f"gymkit on {where}, scikit-learn on the CPU; "
           f"pseudo-log-likelihood per image on {len(test):,} held-out images")
-    print(f"{'':14}{'train time':>12}{'images/s':>12}{'PLL (1 pixel)':>16}{'PLL (full)':>13}")
+    print(f"{'seed':>4}  {'':20}{'train time':>12}{'images/s':>12}{'PLL (1 pixel)':>16}"
+          f"{'PLL (full)':>13}", flush=True)
     images = args.epochs * len(train)
-    for name, seconds, (one_pixel, full) in rows:
-        print(f"{name:14}{seconds:>10.1f} s{images / seconds:>12,.0f}{one_pixel:>16.2f}"
-              f"{full:>13.2f}")
-    print(f"{'ratio':14}{'':12}{theirs_seconds / ours_seconds:>12.2f}")
+    for seed in args.seeds:
+        for side in sides:
+            if side == "scikit-learn":
+                took, model = train_sklearn(args, seed, train)
+            else:
+                took, model = train_gymkit(args, seed, side.split()[1])
+            torch.set_float32_matmul_precision("highest")  # every model scored alike
+            one_pixel, full = scores(model, held_out)
+            seconds[side].append(took)
+            likelihoods[side].append((one_pixel, full))
+            print(f"{seed:>4}  {side:20}{took:>10.2f} s{images / took:>12,.0f}"
+                  f"{one_pixel:>16.2f}{full:>13.2f}", flush=True)
+
+    print(f"\nover seeds {', '.join(map(str, args.seeds))}: images/s of all the training, "
+          "its ratio to scikit-learn's, mean pseudo-log-likelihood [95% interval]")
+    theirs = images * len(args.seeds) / sum(seconds["scikit-learn"])
+    for side in sides:
+        rate = images * len(args.seeds) / sum(seconds[side])
+        one_pixel, full = (summarize([pair[i] for pair in likelihoods[side]]) for i in (0, 1))
+        print(f"{side:22}{rate:>10,.0f}/s{rate / theirs:>8.2f}x   1 pixel {interval(one_pixel)}"
+              f"   full {interval(full)}")
+
+
+def interval(summary: dict[str, float | int | None]) -> str:
+    low, high = summary["ci95_low"], summary["ci95_high"]
+    span = "" if low is None or high is None else f" [{low:.2f}, {high:.2f}]"
+    return f"{summary['mean']:.2f}{span}"
 
 
 if __name__ == "__main__":

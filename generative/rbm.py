@@ -11,10 +11,11 @@ blown up), the model is fit to the standardized data, and its densities are dens
 standardized images.
 
 Training follows the guide: weights from N(0, 0.01^2), hidden biases 0, visible biases
-log(p_i / (1 - p_i)) from the training data (binary visibles; 0 for standardized ones),
-momentum `momentum_start` for the first `momentum_switch_epochs` epochs and `momentum_end`
-after, L2 weight decay on the weights only, and optionally a sparsity target for the mean
-activity of each hidden unit. One train_step is one epoch (or what is left of a budget in
+log(p_i / (1 - p_i)) from the training data (binary visibles; 0 for standardized ones;
+0 with ``visible_bias_init=zero``, as scikit-learn's BernoulliRBM starts), momentum
+`momentum_start` for the first `momentum_switch_epochs` epochs and `momentum_end` after, L2
+weight decay on the weights only, and optionally a sparsity target for the mean activity
+of each hidden unit. One train_step is one epoch (or what is left of a budget in
 steps).
 
 Evaluations (validation split; the test split at the end and in ``gymkit eval``), per image:
@@ -82,6 +83,7 @@ from generative.ais import ais_log_partition, linear_betas
 from generative.image_trainer import ImageTrainer
 from generative.rbm_model import (
     RBM,
+    CDEstimate,
     bernoulli,
     contrastive_divergence,
     data_visible_bias,
@@ -116,6 +118,8 @@ MIN_STD = 0.1
 #: seed of the draw that picks them (fixed: every run and evaluation hides the same ones).
 HELD_OUT_FRACTION = 0.2
 HELD_OUT_SEED = 20_070_620
+#: The optimizer's settings beyond the guide's: see `RBMTrainer.__init__`.
+SGD_FLAGS: dict[str, Any] = {"maximize": True, "fused": True, "foreach": None}
 
 
 @dataclass
@@ -128,6 +132,10 @@ class RBMConfig(TrainerConfig):
                                     "fantasy chains across updates (PCD-k) instead of "
                                     "starting at the data (CD-k)")
     lr: float = param(0.05, "learning rate (of the batch-mean gradient)")
+    visible_bias_init: str = param("data", "initial visible biases: data (the guide's "
+                                           "log(p / (1 - p)) of each unit's training mean; "
+                                           "Gaussian visibles: the mean) or zero (scikit-"
+                                           "learn's BernoulliRBM)")
     lr_schedule: str = param("linear", "constant, or linear: decayed linearly to 0 over the "
                                          "budget (Tieleman's PCD; the final model is then "
                                          "not one point of an oscillation)")
@@ -154,7 +162,8 @@ class RBMConfig(TrainerConfig):
     def validate(self) -> None:
         for key, options in (("visible", ("bernoulli", "gaussian")),
                              ("binarize", ("dynamic", "threshold", "none")),
-                             ("lr_schedule", ("constant", "linear"))):
+                             ("lr_schedule", ("constant", "linear")),
+                             ("visible_bias_init", ("data", "zero"))):
             if getattr(self, key) not in options:
                 raise ConfigError(f"{key} must be one of {', '.join(options)}, got "
                                   f"{getattr(self, key)!r}")
@@ -246,6 +255,8 @@ class RBMTrainer(ImageTrainer):
             expected = binarized(flat, "threshold") if cfg.binarize == "threshold" else flat
             self.base_bias = data_visible_bias(expected)
             visible_bias = self.base_bias.cpu()
+        if cfg.visible_bias_init == "zero":
+            visible_bias = torch.zeros_like(visible_bias)
         # Initial weights from the run's generator; the Gibbs chains' and binarization's
         # draws from a generator on the device, so that they need no copies.
         self.model = RBM(self.train_v.shape[1], cfg.hidden, gaussian=self.gaussian,
@@ -256,12 +267,14 @@ class RBMTrainer(ImageTrainer):
         # -lr u while lr is constant (under the linear schedule torch scales the whole buffer
         # by the current rate, Hinton only the new gradient: a difference of order 1/updates).
         # Two parameter groups put the weight decay on the weights only; `train_step` sets
-        # the momentum and the learning rate per batch.
+        # the momentum and the learning rate per batch. CD estimates an ascent direction,
+        # which the optimizer takes as the gradient with maximize (the decay still shrinks
+        # the weights), in one fused kernel per step.
         model = self.model
         self.optimizer = torch.optim.SGD(
             [{"params": [model.weight], "weight_decay": cfg.weight_decay},
              {"params": [model.visible_bias, model.hidden_bias], "weight_decay": 0.0}],
-            lr=cfg.lr, momentum=cfg.momentum_start)
+            lr=cfg.lr, momentum=cfg.momentum_start, **SGD_FLAGS)
         #: PCD's fantasy particles, (batch_size, V); started from the base-rate model.
         self.chain: torch.Tensor | None = self.noise(cfg.batch_size, self.sampler) \
             if cfg.persistent else None
@@ -271,6 +284,8 @@ class RBMTrainer(ImageTrainer):
         self.activity = torch.full((cfg.hidden,), cfg.sparsity_target, device=self.device)
         #: The last update of the weights (for the update/weight histogram); not saved.
         self.last_update: torch.Tensor | None = None
+        #: The weights before the latest update (a buffer reused by every batch).
+        self._before = torch.empty_like(model.weight)
         self.fixed_x = self.eval_data("validation")[0][:8]
 
     def _check_masked(self, name: str) -> None:
@@ -292,7 +307,7 @@ class RBMTrainer(ImageTrainer):
     # -- data -------------------------------------------------------------------------
 
     def _train_batch(self, index: torch.Tensor) -> torch.Tensor:
-        v = self.train_v[index]
+        v = self.train_v.index_select(0, index)
         if not self.gaussian and self.cfg.binarize != "none":
             v = binarized(v, self.cfg.binarize, self.sampler)
         return v
@@ -349,10 +364,19 @@ class RBMTrainer(ImageTrainer):
 
     @torch.no_grad()
     def train_step(self) -> dict[str, float]:
+        """One epoch (or the rest of the budget). Logged: the mean over its batches of the
+        hidden units' activity, and of the reconstruction error under CD-k (which draws
+        h0 for the data anyway); under PCD-k, which draws none, the reconstruction error of
+        the last batch's first `PCD_RECON_ROWS` rows, and for both the size of the last
+        update relative to the weights (the guide's 1e-3 rule of thumb). Per batch, these
+        two would cost a copy of the weights, their difference, two norms and, under PCD,
+        a matrix product and a draw."""
         cfg, model = self.cfg, self.model
-        totals = torch.zeros(3, device=self.device)
+        totals = torch.zeros(2, device=self.device)
         count = 0
         momentum, lr = self.momentum(self.steps), self.learning_rate(self.steps)
+        v0: torch.Tensor | None = None
+        estimate: CDEstimate | None = None
         for index in self.batches():
             v0 = self._train_batch(index)
             # `batches` counted this update already.
@@ -371,22 +395,23 @@ class RBMTrainer(ImageTrainer):
                 for name, term in sparsity_gradient(v0, self.activity, cfg.sparsity_target,
                                                     cfg.sparsity_cost).items():
                     gradient[name] = gradient[name] + term
-            before = model.weight.clone()
+            self._before.copy_(model.weight)
             for name, parameter in model.named_parameters():
-                parameter.grad = -gradient[name]  # SGD descends; the estimate ascends
+                parameter.grad = gradient[name]  # an ascent direction: the SGD maximizes
             self.optimizer.step()
-            self.last_update = model.weight - before
+            totals[0] += estimate.hidden.mean()
             if estimate.reconstruction is not None:
                 error = v0 - estimate.reconstruction
-                recon = (error if mask is None else error * mask).pow(2).sum(1).mean()
-            else:  # PCD draws no h0 for the data: reconstruct a few of the batch's rows
-                rows = v0[:PCD_RECON_ROWS]
-                hidden = bernoulli(estimate.hidden[:PCD_RECON_ROWS], self.sampler)
-                recon = (rows - model.visible_mean(hidden)).pow(2).sum(1).mean()
-            ratio = self.last_update.norm() / model.weight.norm().clamp_min(1e-12)
-            totals += torch.stack([recon, ratio, estimate.hidden.mean()])
+                totals[1] += (error if mask is None else error * mask).pow(2).sum(1).mean()
             count += 1
-        recon_error, update_ratio, activity = (totals / max(count, 1)).tolist()
+        assert v0 is not None and estimate is not None, "a train_step has at least one batch"
+        activity, recon_error = (totals / count).tolist()
+        if estimate.reconstruction is None:  # PCD draws no h0 for the data
+            rows = v0[:PCD_RECON_ROWS]
+            hidden = bernoulli(estimate.hidden[:PCD_RECON_ROWS], self.sampler)
+            recon_error = float((rows - model.visible_mean(hidden)).pow(2).sum(1).mean())
+        self.last_update = model.weight - self._before
+        update_ratio = float(self.last_update.norm() / model.weight.norm().clamp_min(1e-12))
         return {"losses/recon_error": recon_error, "charts/update_ratio": update_ratio,
                 "charts/hidden_activity": activity, "charts/momentum": momentum,
                 "charts/lr": lr}
@@ -526,6 +551,8 @@ class RBMTrainer(ImageTrainer):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
+        for group in self.optimizer.param_groups:  # the checkpoint's groups replaced them
+            group.update(SGD_FLAGS)
         self.sampler.set_state(state["sampler"])
         chain = state["chain"]
         if (chain is None) != (self.chain is None):

@@ -344,6 +344,52 @@ def test_a_different_thread_count_can_change_the_numbers(tmp_path: Path) -> None
     assert "key losses/" in one_line(out), out
 
 
+@pytest.fixture
+def float32_products_afterwards() -> Any:
+    """Leave torch's matrix-product precision as the other tests expect it."""
+    import torch
+
+    yield
+    torch.set_float32_matmul_precision("highest")
+
+
+@pytest.mark.usefixtures("float32_products_afterwards")
+def test_the_launcher_sets_the_runs_matmul_precision() -> None:
+    import torch
+
+    from toolkit import launch
+
+    for precision in ("medium", "high", "highest"):
+        launch.prepare("generative", "digits", "rbm", flags={"epochs": 1, "device": "cpu",
+                                                              "matmul_precision": precision})
+        assert torch.get_float32_matmul_precision() == precision
+    launch.prepare("generative", "digits", "rbm", flags={"epochs": 1, "device": "cpu",
+                                                          "matmul_precision": "medium"})
+    launch.prepare("generative", "digits", "rbm", flags={"epochs": 1, "device": "cpu"})
+    assert torch.get_float32_matmul_precision() == "highest"  # the default, set again
+    code, out = invoke("run", "generative", "rbm", "--epochs", "1", "--set",
+                       "matmul_precision=low")
+    assert code == 2
+    assert "matmul_precision must be one of highest, high, medium, got 'low'" in one_line(out)
+
+
+@pytest.mark.usefixtures("float32_products_afterwards")
+def test_the_recorded_matmul_precision_reproduces_and_medium_changes_the_numbers(
+        tmp_path: Path) -> None:
+    """bfloat16 inside the products (medium) reruns bit for bit, and gives other numbers
+    than float32 on a CPU where torch uses bfloat16 for it (with AMX or AVX-512 BF16)."""
+    original = train(tmp_path, "rbm", "--set", "matmul_precision=medium")
+    assert json.loads((original / "config.json").read_text())["run"]["matmul_precision"] == \
+        "medium"
+    code, out, _ = reproduce(original)
+    assert code == 0 and "identical" in out, out
+    edit_json(original / "config.json", lambda c: c["run"].update(matmul_precision="highest"))
+    code, out, _ = reproduce(original)
+    if code == 0:
+        pytest.skip("this machine's torch computes float32 products in float32 at medium")
+    assert code == 1 and "different: line 1 of metrics.jsonl" in one_line(out), out
+
+
 def test_the_launcher_switches_torch_to_deterministic_kernels(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import torch

@@ -175,6 +175,7 @@ def _build(cls: type[Trainer], cfg: cfgs.TrainerConfig, settings: cfgs.RunSettin
         import torch
 
         torch.set_num_threads(settings.threads)
+        torch.set_float32_matmul_precision(settings.matmul_precision)
     seed_everything(settings.seed)
     if spec["kind"] == "agent":
         source: Any = EnvSource.from_dict(spec["env"])
