@@ -240,9 +240,8 @@ def _persistent(rbm: RBM, v0: torch.Tensor, k: int, generator: torch.Generator |
 
 def _gradient(v0: torch.Tensor, p0: torch.Tensor, vk: torch.Tensor, pk: torch.Tensor
               ) -> dict[str, torch.Tensor]:
-    # dW as one product and one accumulating product, the scales and the difference done by
-    # the matrix product itself (beta, alpha): passes over a (V, H) matrix cost as much as
-    # the products here.
+    # dW as one product and one accumulating product that scales and subtracts (beta,
+    # alpha): two divisions and a difference would be three more passes over a (V, H) matrix.
     weight = torch.mm(vk.t(), pk).addmm_(v0.t(), p0, beta=-1.0 / len(vk), alpha=1.0 / len(v0))
     return {
         "weight": weight,
