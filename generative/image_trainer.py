@@ -83,6 +83,11 @@ class ImageTrainer(GenerativeTrainer):
                 self.steps += 1
                 yield index
 
+    def ends_train_step(self) -> bool:
+        """In the loop over `batches`: whether the batch just handed out is the train_step's
+        last (its epoch's, or the budget's)."""
+        return self.shuffled.position == 0 or self.budget_left() == 0
+
     def epoch_fraction(self) -> float:
         """Epochs done, counting the current one's batches so far."""
         return self.shuffled.epochs + self.shuffled.position / self.shuffled.batches_per_epoch

@@ -284,8 +284,6 @@ class RBMTrainer(ImageTrainer):
         self.activity = torch.full((cfg.hidden,), cfg.sparsity_target, device=self.device)
         #: The last update of the weights (for the update/weight histogram); not saved.
         self.last_update: torch.Tensor | None = None
-        #: The weights before the latest update (a buffer reused by every batch).
-        self._before = torch.empty_like(model.weight)
         self.fixed_x = self.eval_data("validation")[0][:8]
 
     def _check_masked(self, name: str) -> None:
@@ -370,13 +368,14 @@ class RBMTrainer(ImageTrainer):
         the last batch's first `PCD_RECON_ROWS` rows, and for both the size of the last
         update relative to the weights (the guide's 1e-3 rule of thumb). Per batch, these
         two would cost a copy of the weights, their difference, two norms and, under PCD,
-        a matrix product and a draw."""
+        a matrix product and a draw: the weights are copied before the last update only."""
         cfg, model = self.cfg, self.model
         totals = torch.zeros(2, device=self.device)
         count = 0
         momentum, lr = self.momentum(self.steps), self.learning_rate(self.steps)
         v0: torch.Tensor | None = None
         estimate: CDEstimate | None = None
+        before: torch.Tensor | None = None  # the weights before the last update
         for index in self.batches():
             v0 = self._train_batch(index)
             # `batches` counted this update already.
@@ -395,7 +394,8 @@ class RBMTrainer(ImageTrainer):
                 for name, term in sparsity_gradient(v0, self.activity, cfg.sparsity_target,
                                                     cfg.sparsity_cost).items():
                     gradient[name] = gradient[name] + term
-            self._before.copy_(model.weight)
+            if self.ends_train_step():
+                before = model.weight.clone()
             for name, parameter in model.named_parameters():
                 parameter.grad = gradient[name]  # an ascent direction: the SGD maximizes
             self.optimizer.step()
@@ -404,13 +404,14 @@ class RBMTrainer(ImageTrainer):
                 error = v0 - estimate.reconstruction
                 totals[1] += (error if mask is None else error * mask).pow(2).sum(1).mean()
             count += 1
-        assert v0 is not None and estimate is not None, "a train_step has at least one batch"
+        assert v0 is not None and estimate is not None and before is not None, \
+            "a train_step has at least one batch"
         activity, recon_error = (totals / count).tolist()
         if estimate.reconstruction is None:  # PCD draws no h0 for the data
             rows = v0[:PCD_RECON_ROWS]
             hidden = bernoulli(estimate.hidden[:PCD_RECON_ROWS], self.sampler)
             recon_error = float((rows - model.visible_mean(hidden)).pow(2).sum(1).mean())
-        self.last_update = model.weight - self._before
+        self.last_update = model.weight - before
         update_ratio = float(self.last_update.norm() / model.weight.norm().clamp_min(1e-12))
         return {"losses/recon_error": recon_error, "charts/update_ratio": update_ratio,
                 "charts/hidden_activity": activity, "charts/momentum": momentum,
