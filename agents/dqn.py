@@ -27,7 +27,7 @@ the schedules, the RNGs and the counters; the envs start fresh episodes.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -189,30 +189,33 @@ class QNetwork(nn.Module):
                  - q.mean(dim=1, keepdim=True))
         return q
 
-    def chain(self) -> fast_mlp.LinearChain | None:
+    def chain(self, reuse_outputs: bool = False) -> fast_mlp.LinearChain | None:
         """A plain MLP encoder and a linear head as a `fast_mlp.LinearChain` (else None),
         for calls during which no parameter is replaced: a train_step's acting, a round's
-        target values and gradient steps."""
+        target values and gradient steps. With `reuse_outputs`, a call's outputs are
+        overwritten by the next call's (see `fast_mlp.LinearChain`)."""
         if not self.plain_mlp:
             return None
         assert self._plan is not None
-        return fast_mlp.LinearChain((*self._plan.layers, self._head_params))
+        return fast_mlp.LinearChain((*self._plan.layers, self._head_params), reuse_outputs)
 
-    def q_function(self) -> Callable[[torch.Tensor], torch.Tensor]:
+    def q_function(self, reuse_outputs: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
         """`q_values` through `chain` (which computes the same, for less), where there is
         one; for calls during which no parameter is replaced."""
-        chain, encoder, plan = self.chain(), self.encoder, self._plan
+        chain, encoder, plan = self.chain(reuse_outputs), self.encoder, self._plan
         if chain is None:
             return self.q_values
         assert plan is not None
         return lambda obs: chain(fast_mlp.preprocess_batch(encoder, plan, obs))
 
     def td_loss_and_gradients(self, chain: fast_mlp.LinearChain, obs: torch.Tensor,
-                              actions: torch.Tensor, target: torch.Tensor, loss: str
+                              actions: torch.Tensor, target: torch.Tensor, loss: str,
+                              into: Mapping[torch.Tensor, torch.Tensor] | None = None
                               ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """The TD loss of Q(obs, actions) against `target` (both (B, 1); actions int64),
         the parameters, and the gradients that the loss's ``backward()`` would give them,
-        computed without autograd through `chain` (this network's).
+        computed without autograd through `chain` (this network's), and written `into`
+        the given tensors (`fast_mlp.LinearChain.backward`).
 
         Recording the graph and running autograd's engine cost about a fifth of a gradient
         step on CartPole's rl-zoo network. Each gradient here comes from the operations that
@@ -236,7 +239,7 @@ class QNetwork(nn.Module):
                                                           MEAN)
             # gather's backward (gather_backward): the gradient scattered into zeros.
             grad_q_all = torch.zeros_like(q_all).scatter_add_(1, actions, grad_q)
-        params, grads = chain.backward(outputs, grad_q_all)
+        params, grads = chain.backward(outputs, grad_q_all, into)
         return value, params, grads
 
 
@@ -342,7 +345,9 @@ class DQN(Agent):
         returns: list[float] = []
         lengths: list[int] = []
         losses: list[torch.Tensor] = []
-        q_values = self.q_net.q_function()  # no parameter is replaced within this call
+        # No parameter is replaced within this call, and each action's Q-values are done
+        # with before the next.
+        q_values = self.q_net.q_function(reuse_outputs=True)
         for _ in range(vector_steps):
             if cfg.exploration_schedule == "linear":
                 self.epsilon = self._linear_epsilon()
@@ -398,8 +403,8 @@ class DQN(Agent):
         batch_size = cfg.batch_size
         chunk = max(1, self.TARGET_ROWS // batch_size)
         losses: list[torch.Tensor] = []
-        target_q_values = self.target_net.q_function()
-        chain = self.q_net.chain()
+        target_q_values = self.target_net.q_function(reuse_outputs=True)
+        chain = self.q_net.chain(reuse_outputs=True)
         with flush_denormals(self.device):
             for begin in range(0, n, chunk):
                 steps = min(chunk, n - begin)
@@ -436,8 +441,8 @@ class DQN(Agent):
         step = self.gradient_step
         self.updates += 1
         if chain is not None and step.takes_gradients:
-            loss, params, grads = self.q_net.td_loss_and_gradients(chain, obs, actions, target,
-                                                                   self.cfg.loss)
+            loss, params, grads = self.q_net.td_loss_and_gradients(
+                chain, obs, actions, target, self.cfg.loss, into=step.buffers)
             step.apply(params, grads)
             return loss
         q = self.q_net.q_values(obs).gather(1, actions)

@@ -84,21 +84,36 @@ class GradientStep:
         creates the optimizer's state, and takes the loss)."""
         return self.flat and self.state is not None
 
+    @property
+    def buffers(self) -> dict[torch.Tensor, torch.Tensor] | None:
+        """Per parameter, the buffer its gradient is kept in (a view of the flat one), for a
+        caller that writes the gradients there itself (see `apply`); None where the step
+        does not take gradients."""
+        return self._grad_of if self.takes_gradients else None
+
     def apply(self, params: Sequence[torch.Tensor], grads: list[torch.Tensor]) -> None:
         """The step from gradients computed without autograd, ``grads[i]`` that of
-        ``params[i]``, every parameter once (where `takes_gradients`): each is added to its
-        zeroed buffer, as backward accumulates it (0 + g: the same bits as backward's),
-        then clipped, then the optimizer's update."""
+        ``params[i]``, every parameter once (where `takes_gradients`): each is copied into
+        its buffer (the bits that backward leaves in a ``.grad`` that was None), unless it
+        is that buffer already (a caller that wrote it there, see `buffers`), then clipped,
+        then the optimizer's update."""
         if len(params) != len(self.params) or not self.takes_gradients:
             raise ValueError("GradientStep.apply takes a gradient for every parameter, after "
                              "the first step (see takes_gradients)")
-        self._zero_grads()
-        torch._foreach_add_([self._grad_of[p] for p in params], grads)
+        self._attach_grads()
+        moved = [(self._grad_of[p], g) for p, g in zip(params, grads, strict=True)
+                 if g is not self._grad_of[p]]
+        if moved:
+            torch._foreach_copy_([buffer for buffer, _ in moved], [grad for _, grad in moved])
         self._step()
 
     def _zero_grads(self) -> None:
         """The gradient buffers zeroed, and each parameter's ``.grad`` its buffer."""
         self.grad.zero_()
+        self._attach_grads()
+
+    def _attach_grads(self) -> None:
+        """Each parameter's ``.grad`` its buffer."""
         for param, view in zip(self.params, self.grads, strict=True):
             if param.grad is not view:  # replaced by someone else: put back
                 param.grad = view

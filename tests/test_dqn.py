@@ -249,10 +249,14 @@ def test_the_fast_forward_passes_are_forwards_bits() -> None:
         assert (net.chain() is None) == ("dueling" in overrides)
 
 
-def test_the_chain_s_backward_is_autograd_s_to_the_bit() -> None:
+@pytest.mark.parametrize("reuse_outputs", [False, True])
+@pytest.mark.parametrize("written", [False, True])
+def test_the_chain_s_backward_is_autograd_s_to_the_bit(reuse_outputs: bool,
+                                                       written: bool) -> None:
     """`LinearChain.backward` against autograd, on layouts where autograd's backward of
     ``mm`` picks another product: a column-major input (one row, one feature) and a
-    transposed weight."""
+    transposed weight; with kept outputs (one chain for batches of two sizes, twice each),
+    and with the gradients written into given tensors."""
     generator = torch.Generator().manual_seed(0)
 
     def randn(*shape: int) -> torch.Tensor:
@@ -265,9 +269,10 @@ def test_the_chain_s_backward_is_autograd_s_to_the_bit() -> None:
         layers = [{"weight": params[0], "bias": params[1]}, activation,
                   {"weight": params[2], "bias": None}, activation,
                   {"weight": params[3], "bias": None}]
-        chain = fast_mlp.LinearChain(layers)
-        for rows in (1, 6):
+        chain = fast_mlp.LinearChain(layers, reuse_outputs=reuse_outputs)
+        for rows in (1, 6, 6, 1):
             x, grad = randn(rows, 3), randn(rows, 2)
+            into = {p: torch.full_like(p, float("nan")) for p in params} if written else None
             outputs = chain.forward_keeping(x)
             for p in params:
                 p.grad = None
@@ -277,9 +282,28 @@ def test_the_chain_s_backward_is_autograd_s_to_the_bit() -> None:
                     else layer(h)
             assert torch.equal(outputs[-1], h.detach())
             h.backward(grad)
-            ours = dict(zip(*chain.backward(outputs, grad), strict=True))
+            ours = dict(zip(*chain.backward(outputs, grad, into), strict=True))
             assert ours.keys() == set(params)
             assert all(torch.equal(ours[p], p.grad) for p in params)
+            if into is not None:
+                assert all(ours[p] is into[p] for p in params)
+
+
+def test_kept_outputs_are_reused_and_overwritten() -> None:
+    """With reuse_outputs a chain writes each call into the same tensors (the same numbers
+    as without), until the batch's size changes."""
+    net = _dqn().q_net
+    fresh, kept = net.chain(), net.chain(reuse_outputs=True)
+    assert fresh is not None and kept is not None
+    first, second = torch.randn(5, 4), torch.randn(5, 4)
+    with torch.no_grad():
+        a = kept(first)
+        assert torch.equal(a, fresh(first))
+        b = kept(second)
+        assert b.data_ptr() == a.data_ptr()  # the first call's result is overwritten
+        assert torch.equal(a, fresh(second))
+        c = kept(torch.randn(3, 4))
+        assert c.shape == (3, 2) and c.data_ptr() != a.data_ptr()
 
 
 def test_the_policy_is_greedy_or_explores() -> None:

@@ -18,7 +18,7 @@ which on a small network are a large part of a gradient step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
 import torch
@@ -41,6 +41,13 @@ ACTIVATION_FUNCTIONS: dict[type[nn.Module], Activation] = {nn.Tanh: torch.tanh, 
 ACTIVATION_BACKWARD: dict[Activation, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     torch.relu: lambda grad, result: torch.ops.aten.threshold_backward(grad, result, 0),
     torch.tanh: torch.ops.aten.tanh_backward}
+
+#: The same backward ops, writing into a given tensor (their ``grad_input`` overloads).
+ACTIVATION_BACKWARD_INTO: dict[Activation, Callable[..., torch.Tensor]] = {
+    torch.relu: lambda grad, result, out: torch.ops.aten.threshold_backward.grad_input(
+        grad, result, 0, grad_input=out),
+    torch.tanh: lambda grad, result, out: torch.ops.aten.tanh_backward.grad_input(
+        grad, result, grad_input=out)}
 
 #: Per activation function: its in-place form (the same values), which `LinearChain` applies
 #: to a Linear layer's fresh output instead of allocating another tensor.
@@ -128,9 +135,20 @@ class LinearChain:
     a large batch (a round's target values) means fresh memory less to fault in.
 
     `forward_keeping` and `backward` are the forward and backward pass of a caller that
-    computes a loss's gradients itself (see the module docstring)."""
+    computes a loss's gradients itself (see the module docstring).
 
-    def __init__(self, layers: Sequence[Layer]) -> None:
+    With `reuse_outputs`, each Linear layer's output (and in `backward` each layer's
+    gradient of its input) is written into a tensor of its own, kept from one call to the
+    next (made again when the batch's size changes), so that a call's outputs are
+    overwritten by the next call's: for a caller that is done with them by then (an
+    action's argmax, a round's target values, a gradient step's backward). The same ops,
+    given their output. A freshly allocated output is memory that the first write faults
+    in, page by page, and that leaves the cache: on the 1,024-row batches of DQN's target
+    values that cost about as much as the product itself."""
+
+    def __init__(self, layers: Sequence[Layer], reuse_outputs: bool = False) -> None:
+        self.reuse_outputs = reuse_outputs
+        self._kept: dict[tuple[str, int], torch.Tensor] = {}
         self.layers: list[_Linear | _Activation] = []
         for layer in layers:
             if isinstance(layer, dict):
@@ -146,9 +164,31 @@ class LinearChain:
                 for p in (layer.weight, layer.bias) if p is not None]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            x = _linear(layer, x) if isinstance(layer, _Linear) else layer.apply(x)
+        for i, layer in enumerate(self.layers):
+            x = self._linear(i, layer, x) if isinstance(layer, _Linear) else layer.apply(x)
         return x
+
+    def _out(self, kind: str, index: int, like: torch.Tensor, *shape: int
+             ) -> torch.Tensor | None:
+        """With `reuse_outputs`, the kept tensor of this `kind` ("output", "grad") for layer
+        `index`, of `shape` and `like`'s dtype and device; else None."""
+        if not self.reuse_outputs:
+            return None
+        out = self._kept.get((kind, index))
+        if out is None or out.shape != shape or out.dtype != like.dtype \
+                or out.device != like.device:
+            out = self._kept[kind, index] = like.new_empty(shape)
+        return out
+
+    def _linear(self, index: int, layer: _Linear, x: torch.Tensor) -> torch.Tensor:
+        """The layer's ``addmm`` (``mm`` without a bias), into the layer's kept output with
+        `reuse_outputs`."""
+        out = self._out("output", index, x, x.shape[0], layer.weight.shape[0])
+        if out is None:
+            return _linear(layer, x)
+        if layer.bias is None:
+            return torch.mm(x, layer.weight_t, out=out)
+        return torch.addmm(layer.bias, x, layer.weight_t, out=out)
 
     def forward_keeping(self, x: torch.Tensor) -> list[torch.Tensor]:
         """`x` and each layer's output (the last one is ``self(x)``), for `backward`. (A
@@ -156,16 +196,22 @@ class LinearChain:
         Linear layer needs its input, an activation's its result.)"""
         outputs = [x]
         with torch.no_grad():
-            for layer in self.layers:
-                x = _linear(layer, x) if isinstance(layer, _Linear) else layer.apply(x)
+            for i, layer in enumerate(self.layers):
+                x = self._linear(i, layer, x) if isinstance(layer, _Linear) else layer.apply(x)
                 outputs.append(x)
         return outputs
 
-    def backward(self, outputs: list[torch.Tensor], grad: torch.Tensor
+    def backward(self, outputs: list[torch.Tensor], grad: torch.Tensor,
+                 into: Mapping[torch.Tensor, torch.Tensor] | None = None
                  ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """The parameters of the Linear layers and the gradients that autograd's backward
         from the last output (given its gradient `grad`) would add to them; `outputs` is
         `forward_keeping`'s. The input (an observation batch) gets no gradient.
+
+        `into` maps parameters to tensors of their shape (an optimizer's gradient buffers,
+        `agents.gradient_step.GradientStep.buffers`) that their gradients are written into
+        and returned as: the same product or sum, with its output given, which also saves
+        allocating the output (a fresh 256x256 weight gradient is memory to fault in).
 
         ``F.linear`` is ``addmm(bias, x, weight.t())`` (``mm`` without a bias), whose
         backward is ``mm_mat1_backward`` for ``x`` and ``mm_mat2_backward`` for
@@ -178,19 +224,39 @@ class LinearChain:
             for i in reversed(range(len(self.layers))):
                 layer, x = self.layers[i], outputs[i]
                 if not isinstance(layer, _Linear):
-                    grad = ACTIVATION_BACKWARD[layer.function](grad, outputs[i + 1])
+                    # (Into a row-major tensor where autograd's output is one too.)
+                    out = self._out("grad", i, grad, *grad.shape) if grad.is_contiguous() \
+                        else None
+                    grad = (ACTIVATION_BACKWARD[layer.function](grad, outputs[i + 1])
+                            if out is None else
+                            ACTIVATION_BACKWARD_INTO[layer.function](grad, outputs[i + 1], out))
                     continue
                 params.append(layer.weight)
-                grads.append(grad.t().mm(x) if _column_major(layer.weight_t)
-                             else x.t().mm(grad).t())
+                out = None if into is None else into.get(layer.weight)
+                if not _column_major(layer.weight_t):
+                    grads.append(_written(x.t().mm(grad).t(), out))
+                elif out is None:
+                    grads.append(grad.t().mm(x))
+                else:
+                    grads.append(torch.mm(grad.t(), x, out=out))
                 if layer.bias is not None:
                     params.append(layer.bias)
-                    grads.append(grad.sum(0))
+                    out = None if into is None else into.get(layer.bias)
+                    grads.append(grad.sum(0) if out is None else torch.sum(grad, 0, out=out))
                 if i == 0:
                     break
-                grad = (layer.weight_t.mm(grad.t()).t() if _column_major(x)
-                        else grad.mm(layer.weight))
+                if _column_major(x):  # a column-major gradient, as autograd's
+                    grad = layer.weight_t.mm(grad.t()).t()
+                else:
+                    out = self._out("grad", i, grad, grad.shape[0], layer.weight.shape[1])
+                    grad = grad.mm(layer.weight) if out is None else torch.mm(
+                        grad, layer.weight, out=out)
         return params, grads
+
+
+def _written(value: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    """`value`, copied into `out` where it is given (a copy keeps every bit)."""
+    return value if out is None else out.copy_(value)
 
 
 def _linear(layer: _Linear, x: torch.Tensor) -> torch.Tensor:
