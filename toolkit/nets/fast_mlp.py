@@ -142,9 +142,10 @@ class LinearChain:
     next (made again when the batch's size changes), so that a call's outputs are
     overwritten by the next call's: for a caller that is done with them by then (an
     action's argmax, a round's target values, a gradient step's backward). The same ops,
-    given their output. A freshly allocated output is memory that the first write faults
-    in, page by page, and that leaves the cache: on the 1,024-row batches of DQN's target
-    values that cost about as much as the product itself."""
+    given their output. A freshly allocated output is memory that is new to the process
+    and the cache: on the 1,024-row batches of DQN's target values, the copy of the bias
+    into a fresh output took about 300 µs under torch's profiler, into a kept one about
+    45, where the product itself takes about 700."""
 
     def __init__(self, layers: Sequence[Layer], reuse_outputs: bool = False) -> None:
         self.reuse_outputs = reuse_outputs
@@ -211,7 +212,7 @@ class LinearChain:
         `into` maps parameters to tensors of their shape (an optimizer's gradient buffers,
         `agents.gradient_step.GradientStep.buffers`) that their gradients are written into
         and returned as: the same product or sum, with its output given, which also saves
-        allocating the output (a fresh 256x256 weight gradient is memory to fault in).
+        allocating the output, and the caller's copy.
 
         ``F.linear`` is ``addmm(bias, x, weight.t())`` (``mm`` without a bias), whose
         backward is ``mm_mat1_backward`` for ``x`` and ``mm_mat2_backward`` for
