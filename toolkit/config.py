@@ -67,7 +67,8 @@ class TrainerConfig(BaseConfig):
 
 
 #: torch.set_float32_matmul_precision's settings, most precise first.
-MATMUL_PRECISIONS = ("highest", "high", "medium")
+MatmulPrecision = Literal["highest", "high", "medium"]
+MATMUL_PRECISIONS: tuple[str, ...] = get_args(MatmulPrecision)
 
 
 @dataclass
@@ -88,11 +89,10 @@ class RunSettings(BaseConfig):
     checkpoint_every_s: float = param(600.0, "also write checkpoints/last.pt when this many "
                                       "seconds have passed since the last one (0: never)")
     threads: int = param(1, "torch CPU threads; small networks are fastest with 1")
-    matmul_precision: str = param("highest", "float32 matrix products, as "
-                                  "torch.set_float32_matmul_precision: highest (float32), "
-                                  "high (TF32 on GPUs that have it), medium (bfloat16 inside "
-                                  "the product where that is fast: such GPUs, and CPUs with "
-                                  "AMX or AVX-512 BF16)")
+    matmul_precision: MatmulPrecision = param(
+        "highest", "float32 matrix products, as torch.set_float32_matmul_precision: highest "
+        "(float32), high (TF32 on GPUs that have it), medium (bfloat16 inside the product "
+        "where that is fast: such GPUs, and CPUs with AMX or AVX-512 BF16)")
 
     def validate(self) -> None:
         for name in ("steps", "episodes", "epochs"):
@@ -104,9 +104,6 @@ class RunSettings(BaseConfig):
         for name in ("eval_every", "eval_episodes", "final_eval_episodes", "log_every",
                      "checkpoint_every", "threads"):
             check_range(self, name, low=1)
-        if self.matmul_precision not in MATMUL_PRECISIONS:
-            raise ConfigError(f"matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, "
-                              f"got {self.matmul_precision!r}")
         if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", self.device):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'")
 
