@@ -226,7 +226,10 @@ class ActorCriticAgent(Agent):
 
     # -- the rollout ----------------------------------------------------------------
 
-    def _collect(self, n_steps: int) -> tuple[Rollout, list[float], list[int]]:
+    def _collect(self, n_steps: int) -> tuple[Rollout | None, list[float], list[int]]:
+        """A rollout of `n_steps` steps of every env, and the episodes that ended in it; no
+        rollout (None) when a stop request cut it short: its steps count, and the partial
+        rollout is not learned from."""
         cfg, net, device = self.cfg, self.net, self.device
         n = cfg.n_envs
         # What the envs return is kept in numpy buffers and turned into tensors once for
@@ -278,6 +281,11 @@ class ActorCriticAgent(Agent):
                     ended_returns, ended_lengths = finished_episodes(infos)
                     returns += ended_returns
                     lengths += ended_lengths
+                if self.ctx.stop.requested and t + 1 < n_steps:
+                    self.episode_start = torch.as_tensor(starts[t + 1], device=device)
+                    self.steps += (t + 1) * n
+                    self.episodes += len(returns)
+                    return None, returns, lengths
             self.episode_start = torch.as_tensor(starts[n_steps], device=device)
             bootstrap = net.critic_value(self.obs, self.state, self.episode_start)
             values_t = torch.stack(values)
@@ -305,7 +313,7 @@ class ActorCriticAgent(Agent):
             if self.cfg.lr_schedule == "linear":
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.cfg.learning_rate * fraction_left
-            metrics = self._update(rollout, fraction_left)
+            metrics = {} if rollout is None else self._update(rollout, fraction_left)
         metrics["charts/learning_rate"] = float(self.optimizer.param_groups[0]["lr"])
         if returns:
             metrics["charts/episodic_return"] = float(np.mean(returns))
@@ -503,6 +511,9 @@ class PPO(ActorCriticAgent):
         fast = self._loss_gradients()
         for _ in range(cfg.n_epochs):
             for envs, index in self._minibatches(steps, n):
+                if self.ctx.stop.requested and policy_losses:
+                    stop = True  # the rest of the update is dropped: see docs/reproducibility.md
+                    break
                 if fast is not None and index is not None:
                     advantages, old_log_probs, returns = flat_table[:3, index].unbind()
                     if cfg.normalize_advantage:

@@ -79,6 +79,11 @@ class PPOConfig(ActorCriticConfig):
         check_range(self, "clip_range", 0, low_open=True)
         check_range(self, "clip_range_vf", 0)
         check_range(self, "target_kl", 0)
+        if self.batch_size > self.n_steps * self.n_envs:
+            raise ConfigError(f"batch_size ({self.batch_size}) exceeds the rollout of n_steps x "
+                              f"n_envs = {self.n_steps} x {self.n_envs} = "
+                              f"{self.n_steps * self.n_envs} steps that its minibatches are "
+                              "drawn from; lower batch_size or raise n_steps")
 
 
 @dataclass

@@ -122,6 +122,10 @@ class DQNConfig(TrainerConfig):
         if self.exploration_final_eps > self.exploration_initial_eps:
             raise ConfigError(f"exploration_final_eps ({self.exploration_final_eps}) must not "
                               f"exceed exploration_initial_eps ({self.exploration_initial_eps})")
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(f"batch_size ({self.batch_size}) must not exceed buffer_size "
+                              f"({self.buffer_size}): each batch is drawn from the replay "
+                              "buffer; raise buffer_size or lower batch_size")
         if self.init_high <= self.init_low:
             raise ConfigError(f"init_high ({self.init_high}) must exceed init_low "
                               f"({self.init_low})")
@@ -288,6 +292,13 @@ class DQN(Agent):
     def budget_multiple(cls, cfg: DQNConfig) -> int:
         return cfg.n_envs
 
+    @classmethod
+    def check_budget(cls, cfg: DQNConfig, unit: str, amount: int) -> None:
+        if unit == "steps" and cfg.learning_starts >= amount and cfg.gradient_steps > 0:
+            raise ConfigError(f"learning_starts ({cfg.learning_starts:,}) is not below the "
+                              f"budget of {amount:,} steps, so dqn would never learn; lower "
+                              "learning_starts or raise --steps")
+
     def __init__(self, cfg: DQNConfig, source: EnvSource, ctx: TrainerContext) -> None:
         super().__init__(cfg, source, ctx)
         self.device = torch.device(ctx.device)
@@ -371,6 +382,8 @@ class DQN(Agent):
             if self.steps // cfg.target_update_interval != (self.steps - n) // \
                     cfg.target_update_interval:
                 self._update_target()
+            if self.ctx.stop.requested:
+                break
         metrics = {"charts/epsilon": self.epsilon}
         if losses:
             # One read-back per call, not one per gradient step; the mean of the float32

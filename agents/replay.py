@@ -302,8 +302,8 @@ class ReplayBuffer:
             raise CheckpointError(f"replay buffer in {directory} has no {MANIFEST}: its save "
                                   "was interrupted; use another checkpoint")
         try:
-            written = json.loads(manifest.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            written = json.loads(manifest.read_bytes().decode("utf-8"))
+        except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or not JSON
             raise CheckpointError(f"replay buffer manifest {manifest} is unreadable: "
                                   f"{exc}") from exc
         if written != dict(state):

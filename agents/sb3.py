@@ -17,7 +17,10 @@ Resuming restores all of that and starts fresh episodes (``exact_resume = False`
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,7 +31,13 @@ import numpy as np
 from toolkit.atomic import atomic_write
 from toolkit.config import TrainerConfig, check_range, param
 from toolkit.environments import EnvSource
-from toolkit.errors import CheckpointError, ConfigError, GymkitError, IncompatibleEnvError
+from toolkit.errors import (
+    CheckpointError,
+    ConfigError,
+    GymkitError,
+    IncompatibleEnvError,
+    did_you_mean,
+)
 from toolkit.policy import FunctionPolicy, Policy
 from toolkit.trainer import Agent, TrainerContext
 
@@ -62,8 +71,18 @@ class _Episodes(BaseCallback):
         return True
 
 
+#: SB3 keywords gymkit sets itself, or that name objects a config file cannot hold.
+GYMKIT_SETS = {"policy": "gymkit picks MlpPolicy or CnnPolicy", "env": "gymkit builds it",
+               "seed": "use --seed", "device": "use --device",
+               "policy_kwargs": "use net_arch", "verbose": "gymkit shows progress",
+               "tensorboard_log": "gymkit logs to TensorBoard itself",
+               "_init_setup_model": "gymkit needs the model"}
+
+
 @dataclass
 class SB3Config(TrainerConfig):
+    #: The SB3 class whose keyword arguments `hyperparams` holds (each agent's own subclass).
+    algorithm: ClassVar[str] = ""
     n_envs: int = param(1, "environments stepped side by side")
     hyperparams: dict[str, Any] = param({}, "keyword arguments of the SB3 algorithm, e.g. "
                                             "{learning_rate: 0.0003, n_steps: 128}; "
@@ -75,12 +94,81 @@ class SB3Config(TrainerConfig):
     def validate(self) -> None:
         check_range(self, "n_envs", 1)
         check_range(self, "steps_per_call", 1)
-        for key in ("policy", "env", "seed", "device", "policy_kwargs", "verbose"):
-            if key in self.hyperparams:
-                raise ConfigError(f"hyperparams must not set '{key}': gymkit sets it (use "
-                                  "--seed, --device, net_arch)")
-        for value in self.hyperparams.values():
+        for key, value in self.hyperparams.items():
+            if self.algorithm:
+                check_keyword(self.algorithm, key, value)
             schedule(value)
+
+
+def check_keyword(algorithm: str, key: Any, value: Any) -> None:
+    """Raise ConfigError unless `key` is a keyword argument of SB3's `algorithm` that a
+    config may set, and `value` fits its annotation: checked before anything is built."""
+    where = f"stable_baselines3.{algorithm}"
+    if key in GYMKIT_SETS:
+        raise ConfigError(f"hyperparams must not set '{key}': {GYMKIT_SETS[key]}")
+    parameters = inspect.signature(getattr(sb3, algorithm)).parameters
+    if key not in parameters:
+        known = [k for k in parameters if k not in GYMKIT_SETS]
+        raise ConfigError(f"hyperparams: {where} takes no argument '{key}'"
+                          f"{did_you_mean(str(key), known)}; it takes {', '.join(known)}")
+    annotation = parameters[key].annotation
+    if not _fits(value, annotation):
+        raise ConfigError(f"hyperparams.{key} must be {_describe(annotation)} for {where}, "
+                          f"got {value!r}")
+
+
+def _options(annotation: Any) -> tuple[Any, ...]:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def _is_schedule(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is collections.abc.Callable
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    """Whether a value from a config (YAML: numbers, strings, lists, mappings, null) fits
+    one of the annotation's types; a type gymkit cannot check passes."""
+    for option in _options(annotation):
+        origin = typing.get_origin(option)
+        if option is type(None) and value is None:
+            return True
+        if _is_schedule(option) and isinstance(value, str) and value.startswith("lin_"):
+            return True
+        if option is bool and isinstance(value, bool):
+            return True
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True
+        if option is str and isinstance(value, str):
+            return True
+        if origin is tuple and isinstance(value, (list, tuple)):
+            items = typing.get_args(option)
+            return len(value) == len(items) and all(_fits(v, t) for v, t in
+                                                    zip(value, items, strict=True))
+        if (option is dict or origin is dict) and isinstance(value, dict):
+            return True
+        if isinstance(option, (str, typing.ForwardRef)):
+            return True  # an annotation SB3 left unresolved: let SB3 judge
+    return False
+
+
+def _describe(annotation: Any) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             dict: "a mapping", type(None): "null"}
+    words = []
+    for option in _options(annotation):
+        if option in names:
+            words.append(names[option])
+        elif _is_schedule(option):
+            words.append("lin_<x> (a linear schedule)")
+        elif typing.get_origin(option) is tuple:
+            words.append("a list like [4, step]")
+        elif typing.get_origin(option) is dict:
+            words.append("a mapping")
+    return " or ".join(words) or "an object, which a config cannot give"
 
 
 def schedule(value: Any) -> Any:
@@ -117,7 +205,13 @@ class SB3Agent(Agent):
         """Env steps SB3 takes between two updates, all envs together."""
         key = "train_freq" if cls.algorithm == "DQN" else "n_steps"
         default = inspect.signature(getattr(sb3, cls.algorithm)).parameters[key].default
-        return int(cfg.hyperparams.get(key, default)) * cfg.n_envs
+        value = cfg.hyperparams.get(key, default)
+        if isinstance(value, (list, tuple)):  # SB3's (frequency, unit)
+            if value[1] != "step":
+                raise ConfigError(f"hyperparams.{key} {list(value)} counts {value[1]}s; gymkit's "
+                                  f"budget counts steps, so write [{value[0]}, step]")
+            value = value[0]
+        return int(value) * cfg.n_envs
 
     @classmethod
     def budget_multiple(cls, cfg: SB3Config) -> int:
@@ -237,20 +331,38 @@ class SB3Agent(Agent):
             self.model.env.close()
 
 
+@dataclass
+class SB3DQNConfig(SB3Config):
+    algorithm: ClassVar[str] = "DQN"
+
+
+@dataclass
+class SB3A2CConfig(SB3Config):
+    algorithm: ClassVar[str] = "A2C"
+
+
+@dataclass
+class SB3PPOConfig(SB3Config):
+    algorithm: ClassVar[str] = "PPO"
+
+
 class SB3DQN(SB3Agent):
     """Stable-Baselines3's DQN, run by gymkit."""
 
+    Config = SB3DQNConfig
     algorithm = "DQN"
 
 
 class SB3A2C(SB3Agent):
     """Stable-Baselines3's A2C, run by gymkit."""
 
+    Config = SB3A2CConfig
     algorithm = "A2C"
 
 
 class SB3PPO(SB3Agent):
     """Stable-Baselines3's PPO, run by gymkit."""
 
+    Config = SB3PPOConfig
     algorithm = "PPO"
 

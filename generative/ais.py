@@ -41,9 +41,12 @@ import torch
 from torch.nn import functional as F
 
 from generative.rbm_model import RBM, bernoulli, gaussian_log_normalizer
+from toolkit import progress
 
 #: Enumerating 2^n configurations costs memory and time; beyond this n, use AIS.
 MAX_ENUMERATED_UNITS = 24
+#: AIS steps between two updates of its progress.
+AIS_PROGRESS_EVERY = 100
 #: Configurations scored per batch while enumerating.
 ENUMERATION_CHUNK = 1 << 16
 
@@ -122,21 +125,25 @@ def ais_log_partition(rbm: RBM, runs: int, betas: torch.Tensor,
         bias_gap = b - base
     log_w = torch.zeros(runs, dtype=torch.float64, device=device)
     schedule = betas.tolist()
-    for k in range(1, len(schedule)):
-        previous, beta = schedule[k - 1], schedule[k]
-        total = torch.addmm(c, v, weight)  # c + v W, (R, H)
-        # log f_beta(v) - log f_previous(v); Gaussian visibles share their quadratic term.
-        log_w += (F.softplus(beta * total) - F.softplus(previous * total)).sum(1)
-        if bias_gap is not None:
-            log_w += (beta - previous) * (v @ bias_gap)
-        if k < len(schedule) - 1:  # a Gibbs step that leaves p_beta invariant
-            h = bernoulli(torch.sigmoid(beta * total), generator)
-            visible_total = beta * torch.addmm(b, h, weight.t())
-            if bias_gap is None:
-                v = visible_total + (1.0 - beta) * b + torch.randn(
-                    v.shape, generator=generator, device=device, dtype=torch.float64)
-            else:
-                v = bernoulli(torch.sigmoid(visible_total + (1.0 - beta) * base), generator)
+    with progress.task("AIS", len(schedule) - 1, "betas") as bar:
+        for k in range(1, len(schedule)):
+            if k % AIS_PROGRESS_EVERY == 0:
+                bar.update(k)
+            previous, beta = schedule[k - 1], schedule[k]
+            total = torch.addmm(c, v, weight)  # c + v W, (R, H)
+            # log f_beta(v) - log f_previous(v); Gaussian visibles share their quadratic term.
+            log_w += (F.softplus(beta * total) - F.softplus(previous * total)).sum(1)
+            if bias_gap is not None:
+                log_w += (beta - previous) * (v @ bias_gap)
+            if k < len(schedule) - 1:  # a Gibbs step that leaves p_beta invariant
+                h = bernoulli(torch.sigmoid(beta * total), generator)
+                visible_total = beta * torch.addmm(b, h, weight.t())
+                if bias_gap is None:
+                    v = visible_total + (1.0 - beta) * b + torch.randn(
+                        v.shape, generator=generator, device=device, dtype=torch.float64)
+                else:
+                    v = bernoulli(torch.sigmoid(visible_total + (1.0 - beta) * base), generator)
+        bar.update(len(schedule) - 1)
     low, high = interval(log_w)
     return AISEstimate(log_z=log_z_base + log_mean_exp(log_w), log_z_low=log_z_base + low,
                        log_z_high=log_z_base + high, log_z_base=log_z_base,

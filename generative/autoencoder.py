@@ -8,15 +8,21 @@ sigmoid outputs, images in [0, 1]) plus the variant's penalty:
 - ``deep``: 784-128-64-128-784;
 - ``conv``: two 3x3 convolutions with 2x2 max pooling, mirrored by stride-2 transposed
   convolutions (image sides divisible by 4);
-- ``sparse``: undercomplete, plus an L1 penalty on the code (``sparsity`` * sum |h|);
+- ``sparse``: undercomplete, plus an L1 penalty on the code (``sparsity`` * sum |h|). The
+  default, 0.1, is about the weight of the Keras blog post the textbook presets follow
+  ("Building Autoencoders in Keras": ``l1(10e-5)`` next to a cross-entropy averaged over
+  784 pixels, 1e-4 * 784 = 0.08 here, where it is summed): on MNIST it halves the mean code
+  activation (4.3 to 2.4 after 3 epochs; the post reports 7.30 to 3.33 after 100), on
+  digits it lowers it by a quarter, for about 1 nat more reconstruction error;
 - ``denoising``: undercomplete, fed x + Gaussian noise (``noise_mean``, ``noise_std``)
   clipped to [0, 1], and asked for the clean x;
 - ``contractive``: undercomplete with a sigmoid code, plus ``contraction`` times the squared
   Frobenius norm of the encoder's Jacobian, sum_j (h_j (1 - h_j))^2 sum_i W_ji^2 in closed
   form (Rifai et al., 2011).
 
-Evaluations report `eval/recon` (cross-entropy, nats per image; also `eval/loss`) and
-`eval/mse` (per pixel) on the validation split, the test split at the end; the denoising
+Evaluations report `eval/recon` (cross-entropy, nats per image; also `eval/loss`),
+`eval/mse` (per pixel) and `eval/code_mean` (the code's mean activation, which the sparse
+variant lowers) on the validation split, the test split at the end; the denoising
 variant measures the reconstruction of noisy inputs (a fixed draw) against the clean images,
 and `eval/identity_mse`, what returning the noisy input would score.
 """
@@ -51,7 +57,8 @@ class AutoencoderConfig(TrainerConfig):
     code_size: int = param(64, "size of the code (the innermost layer of the MLP variants)")
     deep_hidden: int = param(128, "the deep variant's layer between the image and the code")
     channels: list[int] = param([32, 64], "the conv variant's two convolutions' channels")
-    sparsity: float = param(1e-4, "the sparse variant's L1 weight on the code")
+    sparsity: float = param(0.1, "the sparse variant's L1 weight on the code, against the "
+                                 "cross-entropy summed over pixels")
     noise_mean: float = param(0.5, "the denoising variant's Gaussian noise: its mean")
     noise_std: float = param(0.5, "the denoising variant's Gaussian noise: its standard "
                                   "deviation")
@@ -163,8 +170,6 @@ class AutoencoderTrainer(ImageTrainer):
         return code.new_zeros(len(code))
 
     def train_step(self) -> dict[str, float]:
-        totals = torch.zeros(2, device=self.device)
-        count = 0
         for index in self.batches():
             x = self.train_x[index]
             logits, code = self.model(self.corrupted(x, self.generator))
@@ -173,9 +178,11 @@ class AutoencoderTrainer(ImageTrainer):
             self.optimizer.zero_grad(set_to_none=True)
             (recon + penalty).backward()
             self.optimizer.step()
-            totals += torch.stack([recon.detach(), penalty.detach()])
-            count += 1
-        recon_value, penalty_value = (totals / max(count, 1)).tolist()
+            self.accumulate(torch.stack([recon.detach(), penalty.detach()]))
+        means = self.means()
+        if means is None:
+            return {}
+        recon_value, penalty_value = means
         return {"losses/recon": recon_value, "losses/penalty": penalty_value}
 
     def _inputs(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,10 +193,11 @@ class AutoencoderTrainer(ImageTrainer):
     @torch.no_grad()
     def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
         x, inputs = self._inputs(self.eval_split(seed))
-        logits, _ = self.model(inputs)
+        logits, code = self.model(inputs)
         recon = float(reconstruction_nats(logits, x).mean())
         metrics = {"eval/recon": recon, "eval/loss": recon,
-                   "eval/mse": float(F.mse_loss(torch.sigmoid(logits), x))}
+                   "eval/mse": float(F.mse_loss(torch.sigmoid(logits), x)),
+                   "eval/code_mean": float(code.mean())}
         if self.cfg.variant == "denoising":
             metrics["eval/identity_mse"] = float(F.mse_loss(inputs, x))
         return metrics

@@ -91,8 +91,6 @@ class ClassifierTrainer(ImageTrainer):
         self.optimizer = self.adam(self.model.parameters(), cfg.lr)
 
     def train_step(self) -> dict[str, float]:
-        totals = torch.zeros(2, device=self.device)
-        count = 0
         for index in self.batches():
             logits = self.model(self.train_x[index])
             labels = self.train_labels[index]
@@ -101,9 +99,11 @@ class ClassifierTrainer(ImageTrainer):
             loss.backward()
             self.optimizer.step()
             accuracy = (logits.argmax(1) == labels).float().mean()
-            totals += torch.stack([loss.detach(), accuracy])
-            count += 1
-        loss_value, accuracy_value = (totals / max(count, 1)).tolist()
+            self.accumulate(torch.stack([loss.detach(), accuracy]))
+        means = self.means()
+        if means is None:
+            return {}
+        loss_value, accuracy_value = means
         return {"losses/cross_entropy": loss_value, "charts/train_accuracy": accuracy_value}
 
     @torch.no_grad()

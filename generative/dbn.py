@@ -235,8 +235,6 @@ class DBNTrainer(ImageTrainer):
     def _fine_tuning_epoch(self) -> dict[str, float]:
         model = self.model
         model.train()
-        totals = torch.zeros(2, device=self.device)
-        count = 0
         with global_rng_from(self.generator, self.device):
             for index in self.batches():
                 logits = model(self.train_x[index])
@@ -246,9 +244,11 @@ class DBNTrainer(ImageTrainer):
                 loss.backward()
                 self.optimizer.step()
                 accuracy = (logits.argmax(1) == labels).float().mean()
-                totals += torch.stack([loss.detach(), accuracy])
-                count += 1
-        loss_value, accuracy_value = (totals / max(count, 1)).tolist()
+                self.accumulate(torch.stack([loss.detach(), accuracy]))
+        means = self.means()
+        if means is None:
+            return {}
+        loss_value, accuracy_value = means
         return {"losses/loss": loss_value, "charts/train_accuracy": accuracy_value,
                 "charts/phase": 1.0}
 

@@ -133,9 +133,11 @@ class DCGANTrainer(ImageTrainer):
     def __init__(self, cfg: DCGANConfig, source: Dataset, ctx: TrainerContext) -> None:
         super().__init__(cfg, source, ctx, name="dcgan", batch_size=cfg.batch_size)
         check_halves_twice(source.shape, "dcgan", "pick another --dataset")
-        if cfg.conditional and (self.train_y is None or source.classes is None):
-            raise GymkitError(f"a conditional dcgan needs labels, and {source.name} has none; "
-                              "drop --set conditional=true or pick a labelled --dataset")
+        if self.train_y is None or source.classes is None:
+            # Before any training: the evaluation's classifier FID is trained on the labels.
+            raise GymkitError(f"dcgan is measured by a classifier FID, which needs labels, and "
+                              f"{source.name} has none; pick a labelled --dataset (see gymkit "
+                              "list)")
         self.classes = source.classes if cfg.conditional and source.classes else 0
         self.train_x = self.train_x * 2.0 - 1.0  # [-1, 1], the tanh's range
         self.generator_net = Generator(source.shape, cfg.noise_dim, self.classes).to(self.device)
@@ -197,8 +199,6 @@ class DCGANTrainer(ImageTrainer):
         return {"epochs": epochs, "steps": self.steps}
 
     def train_step(self) -> dict[str, float]:
-        totals = torch.zeros(4, device=self.device)
-        count = 0
         real_label = 1.0 - self.cfg.label_smoothing
         for index in self.batches():
             real = self.train_x[index]
@@ -219,11 +219,13 @@ class DCGANTrainer(ImageTrainer):
             self.g_optimizer.zero_grad(set_to_none=True)
             g_loss.backward()
             self.g_optimizer.step()
-            totals += torch.stack([d_loss.detach(), g_loss.detach(),
-                                   torch.sigmoid(real_logits.detach()).mean(),
-                                   torch.sigmoid(fake_logits.detach()).mean()])
-            count += 1
-        d_loss_v, g_loss_v, d_real, d_fake = (totals / max(count, 1)).tolist()
+            self.accumulate(torch.stack([d_loss.detach(), g_loss.detach(),
+                                         torch.sigmoid(real_logits.detach()).mean(),
+                                         torch.sigmoid(fake_logits.detach()).mean()]))
+        means = self.means()
+        if means is None:
+            return {}
+        d_loss_v, g_loss_v, d_real, d_fake = means
         return {"losses/d_loss": d_loss_v, "losses/g_loss": g_loss_v, "charts/d_real": d_real,
                 "charts/d_fake": d_fake}
 
@@ -233,9 +235,7 @@ class DCGANTrainer(ImageTrainer):
         """The feature network: an MLP classifier of the dataset, trained the same way in
         every run (its own seed, FID_CLASSIFIER_STEPS steps on the training split)."""
         if self._fid_classifier is None:
-            if self.train_y is None or self.dataset.classes is None:
-                raise GymkitError(f"the classifier FID needs labels, and {self.dataset.name} "
-                                  "has none; pick a labelled --dataset")
+            assert self.train_y is not None and self.dataset.classes is not None  # __init__
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(FID_CLASSIFIER_SEED)
                 model = Classifier(self.dataset.shape, self.dataset.classes,

@@ -31,7 +31,11 @@ class ImageTrainer(GenerativeTrainer):
 
     The training split lives on the device as one tensor; `batches` hands out its minibatches
     in a fresh order each epoch, drawn with the trainer's own generator, and stops where a
-    budget in steps ends. Evaluation splits are prepared once (`prepare_eval`) and kept.
+    budget in steps ends, or after the current batch when a stop is requested (Ctrl-C): an
+    epoch of a large model can take minutes. A train_step adds each batch's metrics with
+    `accumulate` and reports `means()`; the sums are part of the state, so that an epoch
+    stopped part-way and resumed reports the same means, bit for bit, as one never stopped.
+    Evaluation splits are prepared once (`prepare_eval`) and kept.
     Subclasses build `model` and `optimizer`; the state methods here save and restore those
     (`policy_state_dict`: the model), the data order and the counters. A trainer with other
     networks overrides them."""
@@ -60,6 +64,10 @@ class ImageTrainer(GenerativeTrainer):
                                         self.device)
         self.steps = 0
         self._eval_data: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        #: The metrics summed over the batches of the train_step in progress, and their count.
+        self._sums: torch.Tensor | None = None
+        self._count = 0
+        self._cut_short = False
 
     def adam(self, params: Iterator[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
         """Adam with torch's fused kernel: one call a step, where the default loops over the
@@ -78,10 +86,31 @@ class ImageTrainer(GenerativeTrainer):
         (`toolkit.denormals`: Adam's moments of always-black pixels' weights become
         subnormal, and made the VAE's epochs 1.5 times longer), until the loop ends."""
         limit = self.budget_left() if self.ctx.budget.unit == "steps" else None
+        self._cut_short = False
         with flush_denormals(self.device):
             for index in self.shuffled.batches(limit):
                 self.steps += 1
                 yield index
+                if self.ctx.stop.requested and not self.ends_train_step():
+                    self._cut_short = True
+                    return
+
+    def accumulate(self, values: torch.Tensor) -> None:
+        """Add one batch's metrics (a 1-D tensor) to the train_step's sums."""
+        if self._sums is None:
+            self._sums = torch.zeros_like(values)
+        self._sums += values
+        self._count += 1
+
+    def means(self) -> list[float] | None:
+        """The accumulated metrics' means over the train_step's batches, and a fresh start;
+        None when a stop cut the train_step short: the sums wait, in the state, for the
+        rest of the epoch."""
+        if self._cut_short or self._sums is None:
+            return None
+        means = (self._sums / self._count).tolist()
+        self._sums, self._count = None, 0
+        return means
 
     def ends_train_step(self) -> bool:
         """In the loop over `batches`: whether the batch just handed out is the train_step's
@@ -125,9 +154,14 @@ class ImageTrainer(GenerativeTrainer):
     def data_state(self) -> dict[str, Any]:
         """The counters and RNG of the data order, for `state_dict`."""
         return {"steps": self.steps, "batches": self.shuffled.state_dict(),
-                "generator": self.generator.get_state()}
+                "generator": self.generator.get_state(),
+                "metric_sums": None if self._sums is None else self._sums.clone(),
+                "metric_count": self._count}
 
     def load_data_state(self, state: dict[str, Any]) -> None:
         self.steps = int(state["steps"])
         self.shuffled.load_state_dict(state["batches"])
         self.generator.set_state(state["generator"])
+        sums = state.get("metric_sums")  # absent from checkpoints written before it existed
+        self._sums = None if sums is None else sums.to(self.device)
+        self._count = int(state.get("metric_count", 0))

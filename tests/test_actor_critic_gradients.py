@@ -24,7 +24,9 @@ from toolkit.trainer import Budget
 
 def _agent(cls: type[ActorCriticAgent], target: str = "cartpole", **overrides: Any
            ) -> ActorCriticAgent:
-    cfg = {"n_envs": 4, "n_steps": 10, "hidden": [16, 16], **overrides}
+    # PPO's minibatches come from the rollout: one of its 40 steps at most.
+    batch = {"batch_size": 40} if issubclass(cls, PPO) else {}
+    cfg = {"n_envs": 4, "n_steps": 10, "hidden": [16, 16], **batch, **overrides}
     agent = make_trainer(cls, target, cfg, budget=Budget("steps", 10**9))
     assert isinstance(agent, ActorCriticAgent)
     return agent

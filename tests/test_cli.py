@@ -124,7 +124,7 @@ def test_resume_of_a_completed_run_is_refused(trained: Path) -> None:
 def test_tensorboard_launches_on_the_runs_dir(trained: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[list[str]] = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.setattr("toolkit.cli.serve", lambda cmd: calls.append(cmd) or 0)
     with socket.socket() as probe:  # a port that is free now
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])

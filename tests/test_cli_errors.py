@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import socket
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -279,7 +278,7 @@ def test_render_human_without_a_display_on_linux(trained: Path,
 @pytest.fixture
 def no_tensorboard_process(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     calls: list[list[str]] = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.setattr("toolkit.cli.serve", lambda cmd: calls.append(cmd) or 0)
     return calls
 
 

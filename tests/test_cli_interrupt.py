@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import signal
 import socket
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,7 +58,7 @@ def test_ctrl_c_during_eval_has_nothing_to_resume(tmp_path: Path,
 
 def test_ctrl_c_stops_tensorboard_without_a_resume_hint(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(subprocess, "call", interrupt)
+    monkeypatch.setattr("toolkit.cli.serve", interrupt)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -626,23 +626,24 @@ def test_evaluations_come_at_the_first_count_past_each_multiple(tmp_path: Path) 
     assert runner.trainer.evaluated_at[:5] == [6, 12, 15, 21, 27]
 
 
-@pytest.mark.parametrize(("cls", "script", "better"), [
-    (_Scripted, {1: 3.0, 2: 1.0, 3: 2.0, 4: 5.0}, "best"),
-    (_Scripted, {1: 3.0, 2: 1.0, 3: 2.0, 4: 0.5}, "last"),
-    (_Scripted, {1: 3.0, 2: 1.0, 3: 2.0, 4: 1.0}, "equal"),
-    (_Scripted, {1: 3.0, 2: 1.0, 3: 2.0}, "equal"),  # last.pt reported no score
-    (_ScriptedReward, {1: 1.0, 2: 4.0, 3: 2.0, 4: 3.0}, "best"),
-    (_ScriptedReward, {1: 1.0, 2: 4.0, 3: 2.0, 4: 5.0}, "last"),
+@pytest.mark.parametrize(("cls", "script", "better", "best_step"), [
+    (_Scripted, {1: 3.0, 2: 1.0, 3: 2.0, 4: 5.0}, "best", 2),
+    # The final model (step 4) scores best on the periodic episodes: it is best.pt.
+    (_Scripted, {1: 3.0, 2: 1.0, 3: 2.0, 4: 0.5}, "equal", 4),
+    (_Scripted, {1: 3.0, 2: 1.0, 3: 2.0, 4: 1.0}, "equal", 2),  # a tie keeps the first
+    (_Scripted, {1: 3.0, 2: 1.0, 3: 2.0}, "equal", 2),  # last.pt reported no score
+    (_ScriptedReward, {1: 1.0, 2: 4.0, 3: 2.0, 4: 3.0}, "best", 2),
+    (_ScriptedReward, {1: 1.0, 2: 4.0, 3: 2.0, 4: 5.0}, "equal", 4),
 ])
 def test_the_summary_names_the_checkpoint_that_scored_better(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cls: type[_Scripted],
-        script: dict[int, float], better: str) -> None:
+        script: dict[int, float], better: str, best_step: int) -> None:
     monkeypatch.setattr(cls, "script", script)
     result = _runner(tmp_path, cls).run()
-    # best.pt holds step 2, the best periodic score; last.pt holds step 4.
+    assert _best_step(result) == best_step
     assert json.loads((result.rundir.path / "summary.json").read_text())["better_checkpoint"] \
         == better
-    assert result.summary["final_eval_best"] == {cls.eval_metric: script[2]}
+    assert result.summary["final_eval_best"] == {cls.eval_metric: script[best_step]}
 
 
 def test_an_interrupted_run_returns_its_summary(tmp_path: Path) -> None:
@@ -751,7 +752,9 @@ def test_best_pt_holds_the_first_best_finite_periodic_score(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cls: type[_Scripted],
         script: dict[int, float], best_step: int) -> None:
     monkeypatch.setattr(cls, "script", script)
-    result = _runner(tmp_path, cls).run()
+    runner = _runner(tmp_path, cls)
+    runner.settings.stop_on_nonfinite = False  # the non-finite scores are the point here
+    result = runner.run()
     assert _best_step(result) == best_step
     assert result.summary["best"] == {cls.eval_metric: script[best_step]}
 
@@ -986,7 +989,7 @@ def test_only_last_pt_restarts_the_clock_of_checkpoints_by_time(
                                   checkpoint_every_s=10, eval_episodes=1, final_eval_episodes=1)
     runner.run()
     assert [step for which, step in saved if which == "last"] == [3, 5, 6]
-    assert [step for which, step in saved if which == "best"] == [1, 2, 3, 4, 5]
+    assert [step for which, step in saved if which == "best"] == [1, 2, 3, 4, 5, 6]
 
 
 class _SignalsWhileBestLoads(_Scripted):

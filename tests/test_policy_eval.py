@@ -238,7 +238,7 @@ def test_the_summary_says_why_auto_chose_the_cpu(tmp_path: Path,
 
     monkeypatch.setattr(launch, "resolve_device", lambda name, uses_torch=True: "cuda")
     prepared = launch.prepare("agent", "cartpole", "dqn", flags={"steps": 200},
-                              assignments=["learning_starts=1000", "final_eval_episodes=1",
+                              assignments=["gradient_steps=0", "final_eval_episodes=1",
                                            "hidden=[8]"])
     assert prepared.trainer.ctx.device == "cpu"
     runner = launch.start(prepared, tmp_path, quiet=True)

@@ -332,7 +332,11 @@ def test_evaluation_metrics_on_bars_and_stripes() -> None:
     assert metrics["eval/pseudo_ll"] == pytest.approx(expected, abs=1e-5)
     full = float(full_pseudo_log_likelihood(trainer.model, x).mean())
     assert metrics["eval/pseudo_ll_full"] == pytest.approx(full, abs=1e-5)
-    assert metrics["eval/loss"] == -metrics["eval/pseudo_ll_full"]
+    assert metrics["eval/loss"] == -metrics["eval/ais_ll_short"]
+    assert abs(metrics["eval/ais_ll_short"] - exact) < 0.5  # the short AIS: 64 x 500
+    trainer.cfg.select_ais_runs = 0
+    assert trainer.evaluate(1, seed)["eval/loss"] == -metrics["eval/pseudo_ll_full"]
+    trainer.cfg.select_ais_runs = 64
     recon = trainer.model.visible_mean(trainer.model.hidden_probabilities(x))
     assert metrics["eval/recon_error"] == pytest.approx(float((x - recon).pow(2).sum(1).mean()))
     trainer.cfg.ais_runs = 0
@@ -343,6 +347,35 @@ def test_evaluation_metrics_on_bars_and_stripes() -> None:
     rough = trainer.evaluate(1, seed)
     assert "eval/ais_ll_high" not in rough and "eval/ais_log_z_low" not in rough
     assert all(math.isfinite(value) for value in rough.values())
+
+
+@pytest.mark.slow
+def test_the_metric_that_picks_best_pt_follows_the_likelihood() -> None:
+    """best.pt is the checkpoint of the lowest ``eval/loss``, minus a short AIS's
+    log-likelihood (64 runs, 500 betas): a long AIS (200 runs, 5,000 betas) must find that
+    epoch's log-likelihood within both intervals of the best epoch's, and so of last.pt's.
+
+    The config (learning rate 0.5, 100 hidden units, 10 epochs on digits, seed 0) is one whose
+    likelihood peaks before the end: by the long AIS per epoch -25.43, -25.10, -25.02, -24.93,
+    -24.76 (epoch 5), then -29.93 after momentum rises to 0.9, back to -25.61 at epoch 10.
+    The pseudo-likelihood, which picked best.pt before, peaks at epoch 3 (-21.94), 0.26 nats
+    below epoch 5 by the long AIS: far outside the intervals (about 0.05)."""
+    from generative.ais import ais_log_partition, linear_betas
+
+    trainer = rbm_trainer(epochs=10, lr=0.5, hidden=100)
+    x, _ = trainer.eval_data("validation")
+    losses, lls = [], []
+    while trainer.budget_left() > 0:
+        trainer.train_step()
+        losses.append(trainer.evaluate(1, trainer.seed + PERIODIC_EVAL_SEED)["eval/loss"])
+        estimate = ais_log_partition(trainer.model, 200, linear_betas(5000),
+                                     torch.Generator().manual_seed(7), trainer.base_bias)
+        log_p = -float(trainer.model.free_energy(x).double().mean())
+        lls.append((log_p - estimate.log_z, estimate.log_z_high - estimate.log_z_low))
+    picked = losses.index(min(losses))  # what the runner keeps as best.pt
+    top = max(range(len(lls)), key=lambda epoch: lls[epoch][0])
+    assert lls[picked][0] >= lls[top][0] - (lls[picked][1] + lls[top][1]), (picked, lls)
+    assert lls[picked][0] >= lls[-1][0] - (lls[picked][1] + lls[-1][1])  # best vs last
 
 
 def test_evaluations_measure_fixed_binary_images_of_the_right_split() -> None:
@@ -476,7 +509,8 @@ def test_the_cli_trains_evaluates_with_ais_and_samples(tmp_path: Path) -> None:
                 "pseudo ll full", "free energy gap", "recon error"):
         assert row in out, (row, out)
     code, out = invoke("eval", str(run))
-    assert code == 0 and "pseudo ll" in out and "ais ll" not in out, out
+    assert code == 0 and "pseudo ll" in out and "ais ll short" in out, out
+    assert "ais log z" not in out  # the long AIS only with --ais-runs
     code, out = invoke("sample", str(run), "--n", "4", "--out", str(tmp_path / "s.png"))
     assert code == 0 and (tmp_path / "s.png").stat().st_size > 0, out
 

@@ -25,7 +25,7 @@ from toolkit.data.movielens import load_movielens
 from toolkit.errors import GymkitError
 from toolkit.seeding import seed_everything
 from toolkit.testing import check_plugin
-from toolkit.trainer import FINAL_EVAL_SEED, PERIODIC_EVAL_SEED, Budget, TrainerContext
+from toolkit.trainer import FINAL_EVAL_SEED, Budget, TrainerContext
 
 USERS, MOVIES = 60, 20
 #: The test's budget: with 48 training users a batch of 100 is one update an epoch, so the
@@ -170,7 +170,7 @@ def test_the_rbm_beats_the_movie_mean_baseline(ratings_dir: Path) -> None:
     assert 1.3 < after["eval/rmse_baseline"] < 1.8
     assert after["eval/rmse"] < after["eval/rmse_baseline"] - 0.5
     # The held-out ratings do not depend on the evaluation's seed.
-    assert rbm.evaluate(1, PERIODIC_EVAL_SEED) == rbm.evaluate(1, PERIODIC_EVAL_SEED + 1)
+    assert rbm.evaluate(1, FINAL_EVAL_SEED) == rbm.evaluate(1, FINAL_EVAL_SEED + 1)
 
 
 def test_the_recommender_keeps_the_plugin_contract(ratings_dir: Path) -> None:

@@ -188,8 +188,56 @@ def test_an_interrupted_original_is_compared_over_the_lines_it_recorded(
     assert code == 0, out
     assert rerun is not None and len(read_metrics(rerun / "metrics.jsonl")) == len(lines)
     text = one_line(out)
-    assert "the original is interrupted, not completed: compared the 2 lines it recorded" in text
+    assert "the original was interrupted, not completed: compared the 2 lines it recorded" in text
     assert "identical: 2 lines" in text
+
+
+def _interrupt_and_resume(runs: Path, plugin: str, flags: dict[str, Any],
+                          assignments: list[str], stop_at: int) -> Path:
+    from toolkit import launch
+
+    prepared = launch.prepare("agent", "cartpole", plugin, flags=flags, assignments=assignments)
+    runner = launch.start(prepared, runs, quiet=True, on_step=lambda r: r.request_stop()
+                          if r.trainer.progress()["steps"] >= stop_at else None)
+    try:
+        assert runner.run().interrupted
+    finally:
+        runner.trainer.close()
+    resumed, checkpoint = launch.resume(runner.rundir.path, quiet=True)
+    try:
+        assert resumed.run(checkpoint).status == "completed"
+    finally:
+        resumed.trainer.close()
+    return runner.rundir.path
+
+
+def test_a_difference_after_an_inexact_resume_is_explained(tmp_path: Path) -> None:
+    path = _interrupt_and_resume(tmp_path, "dqn", {"steps": 256, "seed": 0}, [
+        "steps_per_call=32", "learning_starts=32", "batch_size=16", "hidden=[16]",
+        "eval_every=64", "eval_episodes=2", "final_eval_episodes=2"], stop_at=128)
+    summary = json.loads((path / "summary.json").read_text())
+    assert summary["resumed_at"] == [128] and summary["exact_resume"] is False
+    code, out, _ = reproduce(path)
+    assert code == 1, out
+    text = one_line(out)
+    assert "different: line" in text
+    assert "the original was resumed (at 128), and dqn resumes with fresh episodes" in text
+
+
+def test_an_exact_resume_is_not_used_to_explain_a_difference(tmp_path: Path) -> None:
+    from toolkit.reproduce import Comparison, Difference, Reproduction
+
+    differs = Comparison(3, 5, 5, Difference(3, 4000, "eval/mean_return", 1.0, 2.0))
+    exact = Reproduction(tmp_path, tmp_path, "completed", differs, (), resumed_at=(2000,),
+                         exact_resume=True, plugin="qlearning")
+    assert not exact.resume_explains()
+    before = Reproduction(tmp_path, tmp_path, "completed",
+                          Comparison(3, 5, 5, Difference(3, 1000, "x", 1.0, 2.0)), (),
+                          resumed_at=(2000,), exact_resume=False, plugin="dqn")
+    assert not before.resume_explains()  # the difference comes before the resume
+    after = Reproduction(tmp_path, tmp_path, "completed", differs, (), resumed_at=(2000,),
+                         exact_resume=False, plugin="dqn")
+    assert after.resume_explains()
 
 
 def test_wall_clock_fields_are_ignored() -> None:
@@ -309,8 +357,9 @@ def test_async_envs_train_like_sync_ones(name: str, tmp_path: Path) -> None:
     from toolkit import launch
 
     for flag, kind in (("false", SyncVectorEnv), ("true", AsyncVectorEnv)):
+        fits = {"ppo": ["batch_size=64"], "dqn": ["learning_starts=32"]}.get(name, [])
         prepared = launch.prepare("agent", "cartpole", name, assignments=[
-            f"async_envs={flag}", "n_envs=2"], flags={"steps": 64})
+            f"async_envs={flag}", "n_envs=2", *fits], flags={"steps": 64})
         try:
             assert type(prepared.trainer.envs) is kind
         finally:
@@ -401,7 +450,7 @@ def test_the_launcher_switches_torch_to_deterministic_kernels(
     torch.use_deterministic_algorithms(False)
     try:
         prepared = launch.prepare("agent", "cartpole", "dqn", flags={"steps": 64, "device": "cpu"},
-                                  assignments=["hidden=[16]"])
+                                  assignments=["hidden=[16]", "learning_starts=32"])
         prepared.trainer.close()
         assert torch.are_deterministic_algorithms_enabled()
         assert torch.backends.cudnn.benchmark is False

@@ -263,14 +263,29 @@ def test_final_evaluation_scores_last_and_best_on_fresh_episodes(
 
     monkeypatch.setattr(QLearning, "evaluate", recording)
     result = train(runs_dir, seed=2)
-    assert seeds[:2] == [(20, 2 + PERIODIC_EVAL_SEED)] * 2  # at 2000 and 4000 steps
-    assert seeds[2:] == [(50, 2 + FINAL_EVAL_SEED)] * 2  # last.pt, then best.pt
+    # At 2000, 4000 and 6000 steps: the final model competes for best.pt like the others.
+    assert seeds[:3] == [(20, 2 + PERIODIC_EVAL_SEED)] * 3
+    assert seeds[3:] == [(50, 2 + FINAL_EVAL_SEED)] * 2  # last.pt, then best.pt
     summary = result.summary
     assert summary["final_eval"]["eval/episodes"] == 50
     assert summary["final_eval_best"]["eval/episodes"] == 50
     last, best = (summary[k]["eval/mean_return"] for k in ("final_eval", "final_eval_best"))
     assert summary["better_checkpoint"] == ("equal" if last == best else
                                             "last" if last > best else "best")
+
+
+def test_the_final_report_has_its_own_tags_and_the_eval_curve_ends_at_the_last_step(
+        runs_dir: Path) -> None:
+    result = train(runs_dir, seed=2, steps=5000)  # eval_every 2,000 does not divide it
+    records = metrics_lines(result.rundir.path)
+    final = records[-1]
+    assert final["step"] == 5000 and "final/mean_return" in final
+    assert final["final/episodes"] == 50.0 and not any(k.startswith("eval/") for k in final)
+    periodic = [r for r in records if "eval/mean_return" in r]
+    steps = [r["step"] for r in periodic]  # the first counts past 2,000 and 4,000, then 5,000
+    assert len(steps) == 3 and steps[-1] == 5000 and 2000 <= steps[0] < 4000 <= steps[1] < 5000
+    assert all(r["eval/episodes"] == 20.0 for r in periodic)  # the same episodes each time
+    assert result.summary["final_eval"]["eval/mean_return"] == final["final/mean_return"]
 
 
 def test_evaluating_best_restores_the_last_state(runs_dir: Path) -> None:
@@ -311,6 +326,40 @@ def test_a_signal_during_the_final_evaluation_stops_and_saves(
     resumed = runner.run(checkpoint)
     assert resumed.status == "completed"
     assert resumed.summary["progress"]["steps"] == 6000
+
+
+@pytest.mark.parametrize("episodes", [20, 50])  # a periodic evaluation, then the final one
+def test_a_stop_during_an_evaluation_resumes_to_an_uninterrupted_runs_metrics(
+        runs_dir: Path, monkeypatch: pytest.MonkeyPatch, episodes: int) -> None:
+    """The evaluation is abandoned, the global RNG put back to where it was before it, and
+    the resumed run evaluates there again: its metrics are an uninterrupted run's."""
+    import random
+
+    from agents.qlearning import QLearning
+
+    evaluate = QLearning.evaluate
+
+    def drawing(self: QLearning, count: int, seed: int) -> dict[str, float]:
+        return {**evaluate(self, count, seed), "eval/draw": random.random()}
+
+    monkeypatch.setattr(QLearning, "evaluate", drawing)
+    full = train(runs_dir / "full", seed=3)
+    stopped: list[int] = []
+
+    def interrupted(self: QLearning, count: int, seed: int) -> dict[str, float]:
+        if count == episodes and not stopped:
+            stopped.append(self.steps)
+            random.random()  # drawn before the signal came: the resumed run must not miss it
+            os.kill(os.getpid(), signal.SIGINT)
+            raise AssertionError("the signal should have stopped the evaluation")
+        return drawing(self, count, seed)
+
+    monkeypatch.setattr(QLearning, "evaluate", interrupted)
+    result = train(runs_dir / "stopped", seed=3)
+    assert result.interrupted and stopped
+    runner, checkpoint = launch.resume(result.rundir.path, quiet=True)
+    assert runner.run(checkpoint).status == "completed"
+    assert metrics_lines(result.rundir.path) == metrics_lines(full.rundir.path)
 
 
 def test_an_interrupt_before_the_first_checkpoint_leaves_a_resumable_run(runs_dir: Path) -> None:

@@ -140,8 +140,10 @@ def test_aggregates_are_per_configuration_across_seeds() -> None:
         ("alpha=0.1", "eval/mean_return"), ("alpha=0.2", "eval/mean_return")]
     assert rows[0]["mean"] == 2.0 and rows[0]["n"] == 2 and rows[0]["seeds"] == [0, 1]
     assert rows[1]["mean"] == 15.0 and rows[1]["iqm"] == 15.0  # the failed seed is left out
-    half = 12.706204736174698 * math.sqrt(50) / math.sqrt(2)  # t(0.975, 1) * sd / sqrt(n)
-    assert rows[1]["ci95_low"] == pytest.approx(15.0 - half)
+    assert rows[1]["ci95_low"] is None and rows[1]["ci95_high"] is None  # 2 seeds: no CI
+    rows = aggregate_trials([*trials[:4], trial("0.2", 2, 99.0)])
+    half = 4.302652729911275 * math.sqrt(2377) / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
+    assert rows[1]["mean"] == 43.0 and rows[1]["ci95_low"] == pytest.approx(43.0 - half)
 
 
 # -- sweeps -------------------------------------------------------------------------------
@@ -224,14 +226,38 @@ def test_an_interrupted_trial_resumes_from_its_checkpoint(tmp_path: Path) -> Non
     assert untimed(run) == untimed(single_run(tmp_path / "single", 1, "0.1"))
 
 
-def test_a_failing_configuration_is_reported_and_the_others_finish(tmp_path: Path) -> None:
-    result = run_sweep(definition([0, 1], ["0.1", "7"]), tmp_path, workers=1)
+def _fail_seed_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trials of seed 1 fail as they train (the grid itself is valid)."""
+    from agents.qlearning import QLearning
+
+    train_step = QLearning.train_step
+
+    def failing(self: QLearning) -> dict[str, float]:
+        if self.seed == 1:
+            raise GymkitError("seed 1 diverged")
+        return train_step(self)
+
+    monkeypatch.setattr(QLearning, "train_step", failing)
+
+
+def test_a_failing_trial_is_reported_and_the_others_finish(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fail_seed_1(monkeypatch)
+    result = run_sweep(definition([0, 1], ["0.1", "0.2"]), tmp_path, workers=1)
     trials = by_slot(result)
-    assert [t.status for t in result.trials] == ["completed"] * 2 + ["failed"] * 2
-    assert trials[("7", 0)].error == "alpha must be in (0, 1], got 7.0"
-    assert {r["config_name"] for r in result.aggregates} == {"alpha=0.1"}
+    assert [t.status for t in result.trials] == ["completed", "failed"] * 2
+    assert trials[("0.2", 1)].error == "seed 1 diverged"
+    assert {r["config_name"] for r in result.aggregates} == {"alpha=0.1", "alpha=0.2"}
+    assert {tuple(r["seeds"]) for r in result.aggregates} == {(0,)}
     saved = json.loads((result.path / "sweep.json").read_text())
-    assert saved["trials"][3]["error"] == "alpha must be in (0, 1], got 7.0"
+    assert saved["trials"][3]["error"] == "seed 1 diverged"
+
+
+def test_a_bad_grid_value_launches_no_trial(tmp_path: Path) -> None:
+    with pytest.raises(GymkitError, match=r"--grid alpha=7: alpha must be in \(0, 1\], got 7.0; "
+                                          "no trial was started"):
+        run_sweep(definition([0, 1], ["0.1", "7"]), tmp_path, workers=1)
+    assert not tmp_path.joinpath("sweeps").exists()
 
 
 def test_bad_input_shared_by_every_configuration_writes_nothing(tmp_path: Path) -> None:
@@ -254,24 +280,32 @@ def test_latest_run_picks_the_newest(tmp_path: Path) -> None:
 # -- the command line ---------------------------------------------------------------------
 
 
-def test_cli_sweep(tmp_path: Path) -> None:
+def test_cli_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cli = CliRunner()
     args = ["sweep", "agent", "frozenlake", "--algo", "qlearning", "--seeds", "0-1",
             "--grid", "alpha=0.1,7", "--steps", str(STEPS), "--workers", "1",
             "--runs-dir", str(tmp_path), *[a for s in SETS for a in ("--set", s)]]
     result = cli.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "error: --grid alpha=7: alpha must be in (0, 1], got 7.0" in result.stderr
+    assert not (tmp_path / "sweeps").exists()
+
+    args[8] = "alpha=0.1,0.2"
+    _fail_seed_1(monkeypatch)
+    result = cli.invoke(app, args)
     assert result.exit_code == 1, result.output
     for text in ("sweep directory:", "mean ± 95% CI", "IQM", "eval/mean_return",
-                 "alpha=0.1: 2/2 seeds completed", "alpha=7: 0/2 seeds completed",
-                 "alpha must be in (0, 1], got 7.0", "2 of 4 trials failed", "2 trials trained"):
+                 "alpha=0.1: 1/2 seeds completed", "alpha=0.2: 1/2 seeds completed",
+                 "seed 1 diverged", "2 of 4 trials failed", "4 trials trained",
+                 "n too small"):
         assert text in result.output, text
     (path,) = (tmp_path / "sweeps").iterdir()
     assert (path / "sweep.json").is_file() and (path / "sweep.csv").is_file()
+    monkeypatch.undo()
     again = cli.invoke(app, args)
-    assert again.exit_code == 1 and "0 trials trained now" in again.output
+    assert again.exit_code == 0 and "2 trials trained now, 4 in all" in again.output, \
+        again.output
 
-    ok = cli.invoke(app, [*args[:8], "alpha=0.1", *args[9:]])
-    assert ok.exit_code == 0 and "2 trials trained now, 2 in all" in ok.output, ok.output
     for bad, message in ((["--backend", "dask"], "--backend must be local or ray"),
                          (["--seeds", "5-2"], "runs backwards"),
                          (["--grid", "alpha"], "expects key=value1"),

@@ -112,6 +112,55 @@ def test_the_importance_weighted_nll_with_the_prior_as_proposal_is_plain_monte_c
     torch.testing.assert_close(got, -likelihood.mean(0).log())
 
 
+def test_the_iw_nll_in_passes_is_one_log_sum_exp_over_all_the_samples(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """K samples are decoded a pass of at most IW_DECODED images at a time (memory stays
+    bounded at any K); the per-pass log-sum-exps combine into the one over all K weights."""
+    import generative.vae as vae_module
+
+    trainer = vae(epochs=1)
+    x, _ = trainer.eval_data("test")
+    x = x[:4]
+    monkeypatch.setattr(vae_module, "IW_DECODED", 12)  # 3 samples of the 4 images a pass
+    decoded: list[int] = []
+    decode = trainer.model.decode
+    monkeypatch.setattr(trainer.model, "decode", lambda z: decoded.append(len(z)) or decode(z))
+    got = trainer.importance_weighted_nll(x, 10, torch.Generator().manual_seed(5))
+    assert decoded == [12, 12, 12, 4]
+    generator, weights = torch.Generator().manual_seed(5), []
+    with torch.no_grad():
+        mean, log_var = trainer.model.encode(x)
+        std = (0.5 * log_var).exp()
+        for k in (3, 3, 3, 1):  # the same draws, in the same order
+            eps = torch.randn((k, *mean.shape), generator=generator)
+            z = mean + std * eps
+            log_px = trainer.model.log_likelihood(x.expand(k, *x.shape).flatten(0, 1),
+                                                  decode(z.flatten(0, 1))).view(k, len(x))
+            normal = torch.distributions.Normal(0.0, 1.0)
+            weights.append(log_px + normal.log_prob(z).sum(-1) - normal.log_prob(eps).sum(-1)
+                           + std.log().sum(-1))
+    expected = -(torch.logsumexp(torch.cat(weights), 0) - math.log(10))
+    torch.testing.assert_close(got, expected)
+
+
+def test_eval_seed_gives_an_independent_estimate(tmp_path: Path) -> None:
+    code, out = invoke("run", "generative", "vae", "--epochs", "1", "-q",
+                       "--runs-dir", str(tmp_path))
+    assert code == 0, out
+    (run,) = tmp_path.iterdir()
+
+    def nll(*extra: str) -> str:
+        code, out = invoke("eval", str(run), "--nll-samples", "3", *extra)
+        assert code == 0, out
+        (line,) = [line for line in out.splitlines() if "nll iw" in line]
+        return line
+
+    assert nll() == nll()  # the run's final evaluation's draws, by default
+    assert nll("--eval-seed", "11") == nll("--eval-seed", "11") != nll()
+    code, out = invoke("eval", str(run), "--eval-seed", "-1")
+    assert code == 2 and "--eval-seed must be in 0..4294967295" in out
+
+
 def test_the_final_evaluation_measures_the_test_split() -> None:
     trainer = vae(epochs=1)
     assert trainer.eval_split(trainer.seed + FINAL_EVAL_SEED) == "test"

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from toolkit.errors import GymkitError
+
 
 def _read_umask() -> int:
     # os.umask is the only way to read it: set it and put it back at once (at import,
@@ -56,3 +58,17 @@ def fsync_dir(directory: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def check_writable(folder: Path, what: str, noun: str = "path") -> None:
+    """Refuse, before any work, a `folder` to write into that cannot be created or written
+    (a read-only filesystem, an ancestor that is a file); `what` names it in the message
+    (``"--out samples/a.png"``) and `noun` what to pass instead."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise GymkitError(f"cannot write {what}: {existing} is a file; pass another {noun}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise GymkitError(f"cannot write {what}: {existing} is not writable; pass another "
+                          f"{noun}")

@@ -23,6 +23,8 @@ FORMAT = "gymkit-checkpoint"
 FORMAT_VERSION = 1
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _SCALARS = (bool, int, float, str)
+#: How every file that torch.save writes begins: it is a zip archive.
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -101,13 +103,16 @@ def check_state(value: Any, where: str) -> None:
 
 def _read(path: Path) -> Any:
     with path.open("rb") as f:
-        head = f.read(1)
-    if head == b"{":
+        head = f.read(4)
+    if head[:1] == b"{":
         try:
             return json.loads(path.read_text())
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"{path} is corrupted ({_reason(exc)}); use another "
                                   "checkpoint or start a new run") from exc
+    if head != ZIP_MAGIC:
+        raise CheckpointError(f"{path} is not a gymkit checkpoint: it is neither JSON nor a "
+                              "torch archive; use another checkpoint or start a new run")
     import torch
 
     try:

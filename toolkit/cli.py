@@ -30,6 +30,7 @@ from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
 from toolkit.cli_new import new_plugin
+from toolkit.config import MAX_SEED
 from toolkit.errors import GymkitError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -197,6 +198,15 @@ def _default(text: str) -> str:
     return escape(f"[default: {text}]")
 
 
+def _path(value: str | Path) -> Path:
+    """A path option's value; an empty one would mean the current folder, silently."""
+    if isinstance(value, Path):  # the default
+        return value
+    if not value.strip():
+        raise typer.BadParameter("is empty; name a file or folder")
+    return Path(value)
+
+
 class RenderMode(str, Enum):
     human = "human"
     ansi = "ansi"
@@ -218,10 +228,15 @@ SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", metavar="KEY=VALUE", help="override a config key, e.g. --set alpha=0.2 "
                                        "(repeatable)")]
 ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", metavar="FILE", help="YAML file of key: value, the same keys as --set")]
+    "--config", metavar="FILE", parser=_path,
+    help="YAML file of key: value, the same keys as --set")]
 RunsDirOpt = Annotated[Path, typer.Option(
-    "--runs-dir", metavar="DIR", help="where run directories go")]
+    "--runs-dir", metavar="DIR", parser=_path, help="where run directories go")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
+TrustOpt = Annotated[bool, typer.Option(
+    "--trust-config", help="import and call the env setup, wrappers and env id that the run's "
+                           "config.json names even where no installed package declares them "
+                           "(docs/security.md); only for run directories you trust")]
 SummaryOpt = Annotated[bool, typer.Option(
     "--summary", help="show each network's layers, output shapes and parameter counts first")]
 
@@ -265,8 +280,8 @@ def run_generative(
     preset: Annotated[str | None, typer.Option(
         metavar="NAME", help="a named hyperparameter set of the model, e.g. textbook")] = None,
     data_dir: Annotated[Path | None, typer.Option(
-        "--data-dir", metavar="DIR", help="where the dataset's files are (mnist's IDX files, "
-                                          "a folder of images)")] = None,
+        "--data-dir", metavar="DIR", parser=_path,
+        help="where the dataset's files are (mnist's IDX files, a folder of images)")] = None,
     set_: SetOpt = None,
     config: ConfigOpt = None,
     runs_dir: RunsDirOpt = Path("runs"),
@@ -341,17 +356,32 @@ def resume(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR",
                                             help="run directory to continue")],
     quiet: QuietOpt = False,
+    trust_config: TrustOpt = False,
 ) -> None:
-    """Continue an interrupted run from its last checkpoint, bit for bit."""
+    """Continue an interrupted run from its last checkpoint.
+
+    qlearning and the generative trainers continue bit for bit; the deep agents (dqn,
+    a2c, ppo, their -lstm and sb3- variants) keep weights, optimizer, buffers and counters
+    and start fresh episodes (docs/reproducibility.md).
+    """
     global _active_run
     from toolkit import launch
 
     _active_run = run_dir  # Ctrl-C while loading leaves the run as resumable as it was
     out = stdout()
-    runner, checkpoint = launch.resume(run_dir, console=out, quiet=quiet)
+    runner, checkpoint = launch.resume(run_dir, console=out, quiet=quiet, trust=trust_config)
     _active_run = runner.rundir.path
     print_path(out, "resuming from checkpoints/last.pt:", runner.rundir.path)
+    if not runner.trainer.exact_resume:
+        out.print(f"{runner.spec['plugin']} resumes with its weights, optimizer, buffers and "
+                  "counters, and fresh episodes: from here the run differs from an "
+                  "uninterrupted one", soft_wrap=True)
     _finish(runner, runner.run(checkpoint), out)
+
+
+#: The most samples `gymkit sample` draws into one grid: 32 x 32 images, still readable.
+MAX_SAMPLES = 1024
+SAMPLE_CHUNK = 256
 
 
 @app.command("sample", cls=GymkitCommand)
@@ -359,7 +389,8 @@ def sample(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR",
                                             help="run directory of a generative model")],
     n: Annotated[int, typer.Option("--n", metavar="N", help="how many samples")] = 64,
-    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="the PNG to write")
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", parser=_path,
+                                      help="the PNG to write")
                    ] = Path("samples.png"),
     checkpoint: Annotated[str, typer.Option(metavar="last|best", help="which checkpoint")
                           ] = "last",
@@ -369,29 +400,53 @@ def sample(
     """Write a grid of samples from a generative model's checkpoint as a PNG."""
     from PIL import Image
 
+    from toolkit import progress
+    from toolkit.atomic import atomic_write, check_writable
     from toolkit.images import display_scale, image_grid
 
     if n < 1:
         raise GymkitError(f"--n must be positive, got {n}")
+    if n > MAX_SAMPLES:
+        raise GymkitError(f"--n {n:,} is more than one readable grid holds ({MAX_SAMPLES:,} at "
+                          "most); draw several grids with different --seed values")
     if out.suffix.lower() != ".png":
         raise GymkitError(f"--out {out} must name a .png file")
     if out.exists():
         raise GymkitError(f"{out} exists already; choose another --out (nothing is "
                           "overwritten)")
+    check_writable(out.parent, f"--out {out}")
     _, prepared = _trained_run(run_dir, checkpoint, device)
     trainer = prepared.trainer
+    console = stdout()
     try:
         if prepared.spec["kind"] != "generative":
             raise GymkitError(f"{run_dir} is an agent's run; gymkit sample draws from "
                               "generative models")
-        images = trainer.sample(n, seed)
+        chunks = []
+        with progress.reporting(console), progress.task("drawing samples", n,
+                                                        "samples") as bar:
+            # In chunks, for the progress; chunk i is drawn with seed + i, so the first
+            # SAMPLE_CHUNK samples of a seed do not depend on --n.
+            for index, start in enumerate(range(0, n, SAMPLE_CHUNK)):
+                size = min(SAMPLE_CHUNK, n - start)
+                chunks.append(trainer.sample(size, seed + index))
+                bar.advance(size)
     except NotImplementedError as exc:
         raise GymkitError(f"{prepared.spec['plugin']} cannot draw samples") from exc
     finally:
         trainer.close()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image_grid(images, scale=display_scale(images.shape[-1]))).save(out)
-    print_path(stdout(), f"{n} samples of {checkpoint}.pt written to", out)
+    import numpy as np
+
+    images = np.concatenate(chunks)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out, "wb") as f:
+            Image.fromarray(image_grid(images, scale=display_scale(images.shape[-1]))).save(
+                f, format="PNG")
+    except OSError as exc:
+        raise GymkitError(f"cannot write {out}: {exc.strerror or exc}; pass another "
+                          "--out") from exc
+    print_path(console, f"{n} samples of {checkpoint}.pt written to", out)
 
 
 @app.command("recommend", cls=GymkitCommand)
@@ -403,7 +458,7 @@ def recommend(
     checkpoint: Annotated[str, typer.Option(metavar="last|best", help="which checkpoint")
                           ] = "last",
     data_dir: Annotated[Path | None, typer.Option(
-        "--data-dir", metavar="DIR", help="where ratings.dat is "
+        "--data-dir", metavar="DIR", parser=_path, help="where ratings.dat is "
                                           + _default("the run's --data-dir"))] = None,
 ) -> None:
     """The top N movies a user has not rated, by the rating a recommender predicts.
@@ -472,8 +527,8 @@ def recommend(
     out.print(table)
 
 
-def _trained_run(run_dir: Path, checkpoint: str, device: str | None = None
-                 ) -> tuple[Any, Any]:
+def _trained_run(run_dir: Path, checkpoint: str, device: str | None = None,
+                 trust: bool = False) -> tuple[Any, Any]:
     """The run directory and its rebuilt trainer (on `device`, or the run's own) with the
     weights of `checkpoint` (``last`` or ``best``), for `gymkit eval` and `gymkit sample`."""
     from toolkit import launch
@@ -481,7 +536,7 @@ def _trained_run(run_dir: Path, checkpoint: str, device: str | None = None
 
     if checkpoint not in ("last", "best"):
         raise GymkitError(f"--checkpoint must be last or best, got '{checkpoint}'")
-    rundir, prepared = launch.rebuild(run_dir, device)
+    rundir, prepared = launch.rebuild(run_dir, device, trust=trust)
     state = load_checkpoint(rundir.checkpoint(checkpoint), require=("trainer",))["trainer"]
     prepared.trainer.load_policy_state_dict(state)
     return rundir, prepared
@@ -498,7 +553,7 @@ def evaluate(
     render: Annotated[RenderMode | None, typer.Option(
         help="show the episodes: ansi in the terminal, human in a window")] = None,
     video: Annotated[Path | None, typer.Option(
-        metavar="DIR", help="record mp4 videos into this new folder")] = None,
+        metavar="DIR", parser=_path, help="record mp4 videos into this new folder")] = None,
     nll_samples: Annotated[int | None, typer.Option(
         "--nll-samples", metavar="K", help="a generative model's importance-weighted negative "
                                            "log-likelihood with K samples (eval/nll_iw)")] = None,
@@ -509,25 +564,40 @@ def evaluate(
         "--ais-betas", metavar="M", help="AIS's number of inverse temperatures, linear from 0 to "
                                          "1 (with --ais-runs) "
                                          + _default("the config's ais_betas, 10000"))] = None,
+    eval_seed: Annotated[int | None, typer.Option(
+        "--eval-seed", metavar="N", help="seed of the episodes (agents) or of the estimates' "
+                                         "draws (--nll-samples, --ais-runs) "
+                                         + _default("the run's final evaluation's"))] = None,
     device: RunDeviceOpt = None,
+    trust_config: TrustOpt = False,
 ) -> None:
     """Evaluate a trained run's checkpoint, optionally rendering or recording it.
 
     Without --render or --video it plays the episodes of the run's final
-    evaluation, so `--episodes` equal to final_eval_episodes reproduces it.
+    evaluation, so `--episodes` equal to final_eval_episodes reproduces it; --eval-seed
+    gives an independent estimate.
     """
     from toolkit.report import eval_rows
     from toolkit.watch import check_display, check_video_dir, watch
 
     if episodes is not None and episodes < 1:
         raise GymkitError(f"--episodes must be positive, got {episodes}")
+    if eval_seed is not None and not 0 <= eval_seed <= MAX_SEED:
+        raise GymkitError(f"--eval-seed must be in 0..{MAX_SEED}, got {eval_seed}")
     if render is RenderMode.human:
         check_display()
     if video is not None:
         check_video_dir(video)
     out = stdout()
-    rundir, prepared = _trained_run(run_dir, checkpoint, device)
+    rundir, prepared = _trained_run(run_dir, checkpoint, device, trust_config)
     trainer = prepared.trainer
+    status = rundir.status()
+    if status in ("running", "died"):
+        note = ("it is still training: this evaluates the checkpoint as it is now"
+                if status == "running" else "its process died while training (killed, "
+                f"crashed); `gymkit resume {rundir.path}` continues it from checkpoints/last.pt")
+        stderr().print(f"[yellow]note:[/] {escape(str(rundir.path))}: {escape(note)}",
+                       soft_wrap=True)
     if nll_samples is not None:
         if nll_samples < 1:
             raise GymkitError(f"--nll-samples must be positive, got {nll_samples}")
@@ -554,9 +624,13 @@ def evaluate(
             mode = render.value if render else "rgb_array"
             metrics = watch(trainer, episodes or 1, mode, video, out)
         else:
+            from toolkit import progress
             from toolkit.trainer import FINAL_EVAL_SEED
 
-            metrics = trainer.evaluate(episodes or 1000, prepared.settings.seed + FINAL_EVAL_SEED)
+            seed = eval_seed if eval_seed is not None else \
+                prepared.settings.seed + FINAL_EVAL_SEED
+            with progress.reporting(out), progress.label("evaluating"):
+                metrics = trainer.evaluate(episodes or 1000, seed)
     finally:
         trainer.close()
     print_path(out, f"{checkpoint}.pt of", rundir.path)
@@ -572,10 +646,11 @@ def evaluate(
 def reproduce(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="run directory to rerun")],
     runs_dir: Annotated[Path | None, typer.Option(
-        "--runs-dir", metavar="DIR", help="where the rerun's directory goes "
+        "--runs-dir", metavar="DIR", parser=_path, help="where the rerun's directory goes "
                                           + _default("the folder of RUN_DIR"))
                         ] = None,
     quiet: QuietOpt = False,
+    trust_config: TrustOpt = False,
 ) -> None:
     """Rerun a run from its config.json into a new run directory and compare metrics.jsonl.
 
@@ -584,7 +659,7 @@ def reproduce(
     """
     from toolkit.reproduce import main
 
-    raise typer.Exit(main(run_dir, runs_dir, quiet))
+    raise typer.Exit(main(run_dir, runs_dir, quiet, trust=trust_config))
 
 
 sweep_app = typer.Typer(help="Train every combination of --grid values and --seeds, each an "
@@ -653,7 +728,7 @@ def sweep_generative(
     preset: Annotated[str | None, typer.Option(
         metavar="NAME", help="a named hyperparameter set of the model")] = None,
     data_dir: Annotated[Path | None, typer.Option(
-        "--data-dir", metavar="DIR", help="where the dataset's files are")] = None,
+        "--data-dir", metavar="DIR", parser=_path, help="where the dataset's files are")] = None,
     set_: SetOpt = None,
     config: ConfigOpt = None,
     runs_dir: RunsDirOpt = Path("runs"),
@@ -816,7 +891,36 @@ def tensorboard(
     command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(runs_dir),
                "--port", str(port)]
     stdout().print(f"TensorBoard on http://localhost:{port} (Ctrl-C to stop)")
-    raise typer.Exit(subprocess.call(command))
+    raise typer.Exit(serve(command))
+
+
+def serve(command: list[str]) -> int:
+    """Run a server child until it ends, or until Ctrl-C or SIGTERM stops this process:
+    then the child is stopped too (SIGTERM, then SIGKILL after 5 s), never left serving."""
+    import signal
+
+    child = subprocess.Popen(command)
+    received: list[int] = []
+
+    def stop(signum: int, frame: Any) -> None:
+        received.append(signum)
+        child.terminate()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        code = child.wait()
+        if received:  # stopped by SIGTERM, whatever the child returned: 128 + 15
+            return 128 + received[0]
+        return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell
+    finally:  # Ctrl-C (KeyboardInterrupt) too: the child got it as well, but may linger
+        signal.signal(signal.SIGTERM, previous)
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
 
 def check_port(port: int) -> None:

@@ -28,6 +28,9 @@ C = TypeVar("C", bound="BaseConfig")
 
 #: Seeds are 32-bit: numpy's legacy seeding and many env implementations take no more.
 MAX_SEED = 2**32 - 1
+#: The largest training budget, in any unit: a trillion steps is weeks at a million a
+#: second; a larger number is a typo, and would overflow counters that torch keeps in int64.
+MAX_BUDGET = 10**12
 
 
 def param(default: Any, help: str) -> Any:
@@ -93,12 +96,18 @@ class RunSettings(BaseConfig):
         "highest", "float32 matrix products, as torch.set_float32_matmul_precision: highest "
         "(float32), high (TF32 on GPUs that have it), medium (bfloat16 inside the product "
         "where that is fast: such GPUs, and CPUs with AMX or AVX-512 BF16)")
+    stop_on_nonfinite: bool = param(True, "stop the run as failed when a loss, an evaluation "
+                                          "metric or the model's state becomes NaN or "
+                                          "infinite (false: train on)")
 
     def validate(self) -> None:
         for name in ("steps", "episodes", "epochs"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
+            if value is not None and value > MAX_BUDGET:
+                raise ConfigError(f"{name} must be at most {MAX_BUDGET:,} (a trillion), got "
+                                  f"{value:,}")
         check_range(self, "seed", low=0, high=MAX_SEED)
         check_range(self, "checkpoint_every_s", low=0)
         for name in ("eval_every", "eval_episodes", "final_eval_episodes", "log_every",
@@ -178,7 +187,8 @@ def _bound(value: float) -> str:
 
 
 def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
-    """``["alpha=0.2", "update=expected_sarsa"]`` -> ``{"alpha": 0.2, ...}`` (YAML scalars)."""
+    """``["alpha=0.2", "update=expected_sarsa"]`` -> ``{"alpha": 0.2, ...}`` (YAML scalars);
+    a dotted key sets one entry of a mapping: ``hyperparams.n_steps=512``."""
     values: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -186,10 +196,38 @@ def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ConfigError(f"--set expects key=value, got '{item}' (e.g. --set alpha=0.2)")
         try:
-            values[key] = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
-            values[key] = raw
+            value = raw
+        values = merged(values, nest_dotted({key: value}))
     return values
+
+
+def nest_dotted(values: Mapping[Any, Any]) -> dict[Any, Any]:
+    """``{"hyperparams.n_steps": 512}`` -> ``{"hyperparams": {"n_steps": 512}}``; other keys
+    as they are."""
+    nested: dict[Any, Any] = {}
+    for key, value in values.items():
+        parts = key.split(".") if isinstance(key, str) else [key]
+        if len(parts) > 1 and not all(parts):
+            raise ConfigError(f"config key '{key}' has an empty part; write mapping.key, e.g. "
+                              "hyperparams.n_steps")
+        for part in reversed(parts[1:]):
+            value = {part: value}
+        nested = merged(nested, {parts[0]: value})
+    return nested
+
+
+def merged(base: Mapping[Any, Any], update: Mapping[Any, Any]) -> dict[Any, Any]:
+    """`update` over `base`; where both hold a mapping under one key, merged key by key (a
+    later ``--set hyperparams.n_steps=512`` keeps the preset's other hyperparams)."""
+    result = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = value
+    return result
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -207,7 +245,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}".splitlines()[0]) from exc
     if data is None:
@@ -218,7 +258,26 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         if not isinstance(key, str):
             raise ConfigError(f"config file {path}: key {key!r} is not a config name; "
                               "write names like alpha: 0.2")
-    return dict(data)
+    return nest_dotted(data)
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping names one key twice: YAML keeps the last silently, gymkit refuses."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) or key is None:
+                if key in seen:
+                    raise DuplicateKeyError(f"the key '{key}' appears twice (line "
+                                            f"{key_node.start_mark.line + 1}); keep one")
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _check_key(key: object) -> str:

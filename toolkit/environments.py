@@ -285,6 +285,18 @@ def resolve_env(name: str) -> tuple[EnvSource, EnvPreset | None]:
         return preset.source(), preset
     if name in gym.registry:
         return EnvSource(name, name), None
+    module_name, colon, env_name = name.partition(":")
+    if colon and module_name and env_name:
+        # gymnasium's ``module:Env-v0``: importing the module registers the env. The user's
+        # own command names it; rebuilding the run later needs their trust (toolkit.trust).
+        try:
+            importlib.import_module(module_name)
+        except ImportError as exc:
+            raise GymkitError(_import_error_message(name, exc)) from exc
+        if env_name in gym.registry:
+            return EnvSource(name, name), None
+        raise RegistryError(f"importing {module_name} registered no environment '{env_name}'"
+                            f"{did_you_mean(env_name, gym.registry.keys())}; check the id")
     try:  # an outdated version of a known env: gymnasium's own message names the new one
         gym.spec(name)
     except gym.error.Error as exc:

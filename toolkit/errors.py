@@ -24,6 +24,10 @@ class CheckpointError(GymkitError):
     """A checkpoint is missing, truncated, or not a gymkit checkpoint."""
 
 
+class NonFiniteError(GymkitError):
+    """Training diverged: a loss, an evaluation metric or the model's state is NaN or inf."""
+
+
 class IncompatibleEnvError(GymkitError):
     """A plugin cannot work with the spaces of the chosen environment."""
 

@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
+from toolkit import progress
 from toolkit.environments import EnvSource
 from toolkit.errors import GymkitError
 from toolkit.policy import Policy
@@ -77,13 +78,15 @@ def evaluate_policy(
     # Autoreset is off: the loop resets each finished env itself, with that episode's seed.
     envs = SyncVectorEnv([make_env or source.make] * n_envs, autoreset_mode=AutoresetMode.DISABLED)
     try:
-        return _play(envs, policy, source, episodes, seed, on_step)
+        with progress.task(None, episodes, "episodes") as bar:
+            return _play(envs, policy, source, episodes, seed, on_step, bar)
     finally:
         envs.close()
 
 
 def _play(envs: SyncVectorEnv, policy: Policy, source: EnvSource, episodes: int, seed: int,
-          on_step: Callable[[SyncVectorEnv], None] | None) -> EpisodeResults:
+          on_step: Callable[[SyncVectorEnv], None] | None, bar: progress.Task
+          ) -> EpisodeResults:
     n = envs.num_envs
     playing = np.arange(n)  # the episode each env plays; -1 once no episode is left for it
     next_episode = n
@@ -106,6 +109,7 @@ def _play(envs: SyncVectorEnv, policy: Policy, source: EnvSource, episodes: int,
             if playing[i] >= 0:
                 found[int(playing[i])] = _outcome(source, infos, int(i), bool(terminated[i]),
                                                   bool(truncated[i]), float(rewards[i]))
+                bar.advance()
             if next_episode < episodes:
                 playing[i], seeds[i] = next_episode, seed + next_episode
                 next_episode += 1

@@ -14,6 +14,7 @@ import dataclasses
 import platform
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -23,6 +24,7 @@ import gymnasium as gym
 from rich.console import Console
 
 from toolkit import config as cfgs
+from toolkit import trust as trust_module
 from toolkit.checkpoint import check_state, load_checkpoint
 from toolkit.data import DATASETS
 from toolkit.device import resolve_device
@@ -115,6 +117,7 @@ def prepare(
     if unit not in cls.budget_units:
         options = ", ".join(f"--{u}" for u in cls.budget_units)
         raise ConfigError(f"{plugin} cannot count its budget in {unit}; use {options}")
+    cls.check_budget(cfg, unit, amount)
     multiple = cls.budget_multiple(cfg)
     if amount % multiple:
         raise ConfigError(f"{plugin} with this config counts {unit} {multiple} at a time, so "
@@ -221,9 +224,13 @@ def start(prepared: Prepared, runs_dir: str | Path = "runs", *, console: Console
                   quiet=quiet, **runner_kwargs)
 
 
-def rebuild(path: str | Path, device: str | None = None) -> tuple[RunDir, Prepared]:
+def rebuild(path: str | Path, device: str | None = None, *, trust: bool = False,
+            vouched: Iterable[str] = ()) -> tuple[RunDir, Prepared]:
     """The trainer and settings of an existing run, from its config.json; `device` replaces
-    the recorded one (a run trained on a GPU evaluated on a CPU-only machine)."""
+    the recorded one (a run trained on a GPU evaluated on a CPU-only machine).
+
+    config.json is data: an env setup entry, wrapper or ``module:`` env id that no installed
+    package declares is refused (`toolkit.trust`) unless `trust`, or `vouched` names it."""
     rundir = RunDir.open(path)
     spec = rundir.read_config()
     needed = ("kind", "plugin", "target", "config", "run")
@@ -234,6 +241,12 @@ def rebuild(path: str | Path, device: str | None = None) -> tuple[RunDir, Prepar
             f"names an unknown kind {spec['kind']!r}"
         raise GymkitError(f"{rundir.config_path} {what}; it was not written by gymkit or was "
                           "edited by hand")
+    if not all(isinstance(spec[k], dict) for k in ("config", "run", "env") if k in spec):
+        raise GymkitError(f"{rundir.config_path} is not a gymkit config.json (its config, run "
+                          "or env entry is not a mapping); it was edited by hand")
+    if spec["kind"] == "agent":
+        trust_module.check_env(spec["env"], str(rundir.config_path), trust=trust,
+                               vouched=vouched)
     package = spec.get("plugin_package") or {}
     registry = KINDS[spec["kind"]]
     qualified = f"{package['name']}:{spec['plugin']}" if package.get("name") else spec["plugin"]
@@ -274,9 +287,11 @@ def plugin_version_change(spec: dict[str, Any]) -> str | None:
 
 
 def resume(path: str | Path, *, console: Console | None = None, quiet: bool = False,
+           trust: bool = False, vouched: Iterable[str] = (),
            **runner_kwargs: Any) -> tuple[Runner, dict[str, Any]]:
-    """A runner that continues the run in `path` from checkpoints/last.pt."""
-    rundir, prepared = rebuild(path)
+    """A runner that continues the run in `path` from checkpoints/last.pt (`trust` and
+    `vouched` as for `rebuild`)."""
+    rundir, prepared = rebuild(path, trust=trust, vouched=vouched)
     status = rundir.read_summary().get("status")
     if status == "completed":
         raise GymkitError(f"{rundir} has already completed; start a new run with `gymkit run`")
@@ -319,14 +334,15 @@ def fitting_agents(source: EnvSource, registry: Registry[type[Trainer]]) -> list
 
 
 def _merge(layers: list[dict[str, Any]]) -> dict[str, Any]:
-    """Later layers win; a budget in a later layer replaces any budget before it."""
-    merged: dict[str, Any] = {}
+    """Later layers win, a mapping (``hyperparams``) key by key; a budget in a later layer
+    replaces any budget before it."""
+    values: dict[str, Any] = {}
     for layer in layers:
         if any(layer.get(k) is not None for k in BUDGET_KEYS):
             for k in BUDGET_KEYS:
-                merged.pop(k, None)
-        merged.update(layer)
-    return merged
+                values.pop(k, None)
+        values = cfgs.merged(values, layer)
+    return values
 
 
 def _version_of(distribution: str) -> str | None:

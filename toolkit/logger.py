@@ -105,9 +105,9 @@ class RunLogger:
         self.writer = EventWriter(run_path, purge_step=purge)
         self.metric_lines = 0
         if keep_metric_lines is not None and metrics_path.exists():
-            lines = metrics_path.read_text().splitlines(keepends=True)[:keep_metric_lines]
-            with atomic_write(metrics_path) as f:  # a kill now leaves the old file whole
-                f.write("".join(lines))
+            lines = metrics_path.read_bytes().splitlines(keepends=True)[:keep_metric_lines]
+            with atomic_write(metrics_path, "wb") as f:  # a kill now leaves the old file whole
+                f.write(b"".join(lines))
             self.metric_lines = len(lines)
         self._metrics = metrics_path.open("a")
 

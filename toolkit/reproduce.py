@@ -92,6 +92,18 @@ class Reproduction:
     comparison: Comparison | None
     warnings: tuple[str, ...]
     signal: int | None = None
+    #: The counts at which the original was resumed, and whether its plugin resumes bit
+    #: for bit (summary.json): a resumed run of a plugin that does not differs from there.
+    resumed_at: tuple[int, ...] = ()
+    exact_resume: bool = True
+    plugin: str = ""
+
+    def resume_explains(self) -> bool:
+        """Whether the first difference lies after a resume that does not promise bits."""
+        difference = self.comparison.difference if self.comparison is not None else None
+        if difference is None or self.exact_resume or not self.resumed_at:
+            return False
+        return difference.step is None or difference.step > min(self.resumed_at)
 
     @property
     def exit_code(self) -> int:
@@ -118,7 +130,10 @@ def _show(value: Any) -> str:
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """The records of a metrics.jsonl file, in order; a clear error for a broken line."""
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise GymkitError(f"cannot read {path}: it is not UTF-8 text (byte {exc.start}); the "
+                          "file was damaged or edited") from exc
     except OSError as exc:
         raise GymkitError(f"cannot read {path}: {exc.strerror or exc}") from exc
     records = []
@@ -232,16 +247,25 @@ def _python_version() -> str:
 
 
 def reproduce(run_dir: str | Path, runs_dir: str | Path | None = None, *,
-              console: Console | None = None, quiet: bool = False) -> Reproduction:
+              console: Console | None = None, quiet: bool = False,
+              trust: bool = False) -> Reproduction:
     """Rerun `run_dir` from its config.json into a new run directory under `runs_dir`
-    (default: the original's parent) and compare the two metrics.jsonl files.
+    (default: the original's parent) and compare the two metrics.jsonl files. `trust`:
+    rebuild it even if its config.json names code no installed package declares.
 
     Prints the warnings on stderr; the caller reports the result (`print_report`)."""
     from toolkit import launch
 
     original = open_original(Path(run_dir))
     spec = original.read_config()
-    status = original.read_summary().get("status", "running")
+    status = original.status()
+    summary = original.read_summary()
+    resumed = summary.get("resumed_at")
+    resumes: dict[str, Any] = {
+        "resumed_at": tuple(int(x) for x in resumed if isinstance(x, int))
+        if isinstance(resumed, list) else (),
+        "exact_resume": bool(summary.get("exact_resume", True)),
+        "plugin": str(spec.get("plugin", "?"))}
     if not original.metrics_path.is_file():
         raise GymkitError(f"{original} has no {METRICS}: nothing to compare a rerun with")
     records = read_metrics(original.metrics_path)
@@ -252,7 +276,7 @@ def reproduce(run_dir: str | Path, runs_dir: str | Path | None = None, *,
     err = Console(stderr=True, highlight=False)
     for line in warnings:
         err.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
-    _, prepared = launch.rebuild(original.path)
+    _, prepared = launch.rebuild(original.path, trust=trust)
     prepared.spec["reproduces"] = str(original.path)
     root = Path(runs_dir) if runs_dir is not None else original.path.parent
     try:
@@ -262,10 +286,11 @@ def reproduce(run_dir: str | Path, runs_dir: str | Path | None = None, *,
         prepared.trainer.close()
     rerun = runner.rundir.path
     if result.interrupted:
-        return Reproduction(original.path, rerun, status, None, tuple(warnings), result.signal)
+        return Reproduction(original.path, rerun, status, None, tuple(warnings), result.signal,
+                            **resumes)
     comparison = compare_metrics(records, read_metrics(runner.rundir.metrics_path),
                                  prefix=status != "completed")
-    return Reproduction(original.path, rerun, status, comparison, tuple(warnings))
+    return Reproduction(original.path, rerun, status, comparison, tuple(warnings), **resumes)
 
 
 def print_report(report: Reproduction, console: Console) -> None:
@@ -279,7 +304,11 @@ def print_report(report: Reproduction, console: Console) -> None:
             "was compared", soft_wrap=True)
         return
     if report.original_status != "completed":
-        console.print(f"the original is {report.original_status}, not completed: compared "
+        what = {"interrupted": "was interrupted", "failed": "failed",
+                "died": "died while training (its process was killed)",
+                "running": "is still training"}.get(report.original_status,
+                                                   f"is {report.original_status}")
+        console.print(f"the original {what}, not completed: compared "
                       f"the {comparison.original_lines} lines it recorded with the first lines "
                       f"of the rerun's {comparison.rerun_lines}", soft_wrap=True)
     if comparison.difference is None:
@@ -288,11 +317,16 @@ def print_report(report: Reproduction, console: Console) -> None:
     else:
         console.print(f"[bold red]different[/]: {escape(comparison.difference.describe())}",
                       soft_wrap=True)
+        if report.resume_explains():
+            at = ", ".join(f"{count:,}" for count in report.resumed_at)
+            console.print(f"the original was resumed (at {at}), and {report.plugin} resumes "
+                          "with fresh episodes, not bit for bit (docs/reproducibility.md): a "
+                          "difference after a resume is expected", soft_wrap=True)
 
 
-def main(run_dir: Path, runs_dir: Path | None, quiet: bool) -> int:
+def main(run_dir: Path, runs_dir: Path | None, quiet: bool, *, trust: bool = False) -> int:
     """`gymkit reproduce`: run, report, and return the exit code (0 identical, 1 not)."""
     console = Console(highlight=False)
-    report = reproduce(run_dir, runs_dir, console=console, quiet=quiet)
+    report = reproduce(run_dir, runs_dir, console=console, quiet=quiet, trust=trust)
     print_report(report, console)
     return report.exit_code

@@ -2,7 +2,8 @@
 
 Each holds config.json (everything needed to rebuild the run), TensorBoard
 events, metrics.jsonl, checkpoints/{last,best}.pt and summary.json, whose
-``status`` is running, completed, interrupted or failed.
+``status`` is running, completed, interrupted or failed; a reader tells a running run
+from one whose process died by the lock that a live run holds (`RunDir.status`).
 """
 
 from __future__ import annotations
@@ -106,6 +107,35 @@ class RunDir:
                                   "wait for it to finish or stop it first") from None
             yield
 
+    def in_use(self) -> bool:
+        """Whether a live process holds the run (the lock of `lock`); a process that died,
+        even by ``kill -9``, holds nothing."""
+        try:
+            import fcntl
+        except ImportError:  # no advisory locks: assume nobody
+            return False
+        lock = self.path / LOCK
+        if not lock.is_file():
+            return False
+        try:
+            with lock.open("r") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return True
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        except OSError:
+            return False
+        return False
+
+    def status(self) -> str:
+        """summary.json's status, with ``running`` told apart: ``running`` while a process
+        holds the run, ``died`` when none does (killed, crashed, the machine lost power)."""
+        status = str(self.read_summary().get("status", "unknown"))
+        if status == "running" and not self.in_use():
+            return "died"
+        return status
+
     def __str__(self) -> str:
         return str(self.path)
 
@@ -118,9 +148,17 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise GymkitError(f"cannot read {path}: {exc}") from exc
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise GymkitError(f"cannot read {path}: it is not UTF-8 text (byte {exc.start}), so "
+                          "gymkit did not write it; restore the file or pass another run "
+                          "directory") from exc
+    except OSError as exc:
+        raise GymkitError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise GymkitError(f"cannot read {path}: it is not valid JSON ({exc.msg} at line "
+                          f"{exc.lineno}); restore the file or pass another run "
+                          "directory") from exc
     if not isinstance(data, dict):
         raise GymkitError(f"{path} does not hold a JSON object")
     return data

@@ -1,21 +1,31 @@
 """The training loop: budget, progress bar, logging, evaluation, checkpoints, signals.
 
 A plugin never runs its own loop; the runner calls `train_step` until the
-budget is spent, evaluates every `eval_every` units, writes ``last.pt`` every
-`checkpoint_every` units (and every `checkpoint_every_s` seconds) and
-``best.pt`` whenever the periodic evaluation improves. At the end it writes
-``last.pt``, then evaluates both ``last.pt`` and ``best.pt`` on the final
-evaluation's fresh episodes. SIGINT or SIGTERM finishes the current step (or
-abandons the final evaluation), writes a checkpoint, marks the run interrupted
-and returns, so that `gymkit resume` continues it exactly where it stopped.
+budget is spent, evaluates every `eval_every` units and at the end of the budget,
+writes ``last.pt`` every `checkpoint_every` units (and every `checkpoint_every_s`
+seconds) and ``best.pt`` whenever the periodic evaluation improves: the final model
+competes for ``best.pt`` on the same episodes (or split) as every other. At the end
+it writes ``last.pt``, then evaluates both ``last.pt`` and ``best.pt`` on the final
+evaluation's fresh episodes (or the test split), logged under ``final/``.
+
+SIGINT or SIGTERM is acknowledged at once and raises the trainer's stop flag: the
+current train_step returns early (or finishes, if it is short), an evaluation under way
+is abandoned, a checkpoint is written, the run is marked interrupted and the runner
+returns, so that `gymkit resume` continues it where it stopped.
+
+A loss, an evaluation metric or a model state that becomes NaN or infinite stops the
+run as failed (unless ``stop_on_nonfinite`` is false), and no checkpoint is written from
+that state: last.pt and best.pt keep the last finite one.
 """
 
 from __future__ import annotations
 
 import errno
 import math
+import re
 import shutil
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -28,17 +38,19 @@ from types import FrameType
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Column
 
+from toolkit import progress
 from toolkit.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.config import RunSettings
-from toolkit.errors import CheckpointError, GymkitError
+from toolkit.errors import CheckpointError, GymkitError, NonFiniteError
 from toolkit.logger import RunLogger
 from toolkit.plugin_checks import check_metrics
 from toolkit.rundir import RunDir
 from toolkit.seeding import global_rng_state, set_global_rng_state
 from toolkit.trainer import FINAL_EVAL_SEED, PERIODIC_EVAL_SEED, Trainer
+
+#: Tag prefix of the final evaluation of last.pt (fresh episodes, or the test split).
+FINAL_PREFIX = "final/"
 
 TRACEBACK_FILE = "traceback.txt"
 #: Folders of a trainer's big state (`Trainer.save_extra`), one per last.pt, named in it.
@@ -62,6 +74,9 @@ class LoopState:
     #: Metrics of the train steps since the last log, per tag: a checkpoint keeps them, so
     #: that a resumed run logs the same averages at the same counts as an uninterrupted one.
     pending: dict[str, list[float]] = field(default_factory=dict)
+    #: The count of the latest periodic evaluation (None: none yet, or a checkpoint from
+    #: before this was kept): the end of the budget is evaluated once.
+    last_eval: int | None = None
 
 
 @dataclass
@@ -106,16 +121,19 @@ class Runner:
         self._abandon_on_signal = False
         self._checkpoint_verified = False
         self._last_checkpoint_time = time.monotonic()
+        #: The counts at which this run was resumed, this time included (summary.json).
+        self._resumed_at: list[int] = []
 
     def request_stop(self, signum: int = signal.SIGINT) -> None:
         """Stop after the current step, as if the process had received `signum`."""
         self._stop_signal = signum
+        self.trainer.ctx.stop.requested = True
 
     # -- the loop -----------------------------------------------------------------
 
     def run(self, checkpoint: dict[str, Any] | None = None) -> RunResult:
         """Train until the budget is spent or a stop is requested; `checkpoint` resumes."""
-        with self.rundir.lock():
+        with self.rundir.lock(), progress.reporting(self.console, quiet=self.quiet):
             return self._run(checkpoint)
 
     def _run(self, checkpoint: dict[str, Any] | None) -> RunResult:
@@ -131,6 +149,8 @@ class Runner:
             set_global_rng_state(checkpoint["rng"])
             state = LoopState(**checkpoint["loop"])
             resume_step = self.trainer.progress()[unit]
+            earlier = self.rundir.read_summary().get("resumed_at")
+            self._resumed_at = [*(earlier if isinstance(earlier, list) else []), resume_step]
         logger = RunLogger(self.rundir.path, self.rundir.metrics_path, resume_step=resume_step,
                            keep_metric_lines=state.metric_lines if checkpoint else None)
         self.logger = logger
@@ -174,8 +194,10 @@ class Runner:
 
     def _train_and_evaluate(self, state: LoopState, logger: RunLogger, started: float
                             ) -> RunResult:
-        with self._signals():
-            self._loop(state, logger, started)
+        with self._signals(), progress.task(self.spec["plugin"], self.budget,
+                                            self.budget_unit, closing_line=True) as bar:
+            bar.update(min(self._spent(), self.budget))
+            self._loop(state, logger, started, bar)
             self._save("last", state, logger, started)
             if self._stop_signal is not None:
                 return self._stopped(state, started)
@@ -185,7 +207,8 @@ class Runner:
         summary = self._write_summary("completed", state, started, finals=finals)
         return RunResult("completed", summary, self.rundir)
 
-    def _loop(self, state: LoopState, logger: RunLogger, started: float) -> None:
+    def _loop(self, state: LoopState, logger: RunLogger, started: float,
+              bar: progress.Task) -> None:
         unit = self.trainer.progress_unit
         every_s = self.settings.checkpoint_every_s
         # A train_step may be short: metrics are averaged over the calls between two logs
@@ -193,44 +216,47 @@ class Runner:
         # that the runner's cost per call stays small. Where they are logged depends on the
         # counters alone, never on when a checkpoint or a signal came.
         pending = state.pending
-        with self._progress() as bar:
-            task = bar.add_task(self.spec["plugin"], total=self.budget, completed=self._spent(),
-                                info="")
-            last_time, last_count = time.perf_counter(), self.trainer.progress()[unit]
-            while self._spent() < self.budget and self._stop_signal is None:
-                metrics = check_metrics(self.trainer.train_step(), self.spec["plugin"],
-                                        "train_step")
-                for tag, value in metrics.items():
-                    pending.setdefault(tag, []).append(value)
-                counters = self.trainer.progress()
-                # The final evaluation replaces a periodic one due on the last step.
-                eval_due = counters[unit] >= state.next_eval and self._spent() < self.budget
-                since = time.monotonic() - self._last_checkpoint_time
-                due_by_time = every_s > 0 and since >= every_s
-                checkpoint_due = counters[unit] >= state.next_checkpoint or due_by_time
-                if (counters[unit] >= state.next_log or eval_due
-                        or self._spent() >= self.budget):
-                    now = time.perf_counter()
-                    logged = {tag: sum(values) / len(values) for tag, values in pending.items()}
-                    logged["time/SPS"] = (counters[unit] - last_count) / max(now - last_time,
-                                                                             1e-9)
-                    last_time, last_count = now, counters[unit]
-                    logger.scalars(counters[unit], logged,
-                                   extra=_other_counters(counters, unit))
-                    pending.clear()
-                    state.next_log = _next_multiple(counters[unit], self.settings.log_every)
-                if eval_due:
-                    self._periodic_evaluation(logger, state)
-                    state.next_eval = _next_multiple(counters[unit], self.settings.eval_every)
-                if checkpoint_due:
-                    if counters[unit] >= state.next_checkpoint:
-                        state.next_checkpoint = _next_multiple(counters[unit],
-                                                               self.settings.checkpoint_every)
-                    self._save("last", state, logger, started)
-                bar.update(task, completed=min(self._spent(), self.budget),
-                           info=_brief(metrics, state))
-                if self.on_step is not None:
-                    self.on_step(self)
+        last_time, last_count = time.perf_counter(), self.trainer.progress()[unit]
+        # A resumed run whose evaluation was abandoned by the stop does it first.
+        if self._eval_due(state) and not self._periodic_evaluation(logger, state):
+            return
+        while self._spent() < self.budget and self._stop_signal is None:
+            metrics = check_metrics(self.trainer.train_step(), self.spec["plugin"],
+                                    "train_step")
+            counters = self.trainer.progress()
+            self._check_finite(metrics, "train_step", counters[unit])
+            for tag, value in metrics.items():
+                pending.setdefault(tag, []).append(value)
+            eval_due = self._eval_due(state)
+            since = time.monotonic() - self._last_checkpoint_time
+            due_by_time = every_s > 0 and since >= every_s
+            checkpoint_due = counters[unit] >= state.next_checkpoint or due_by_time
+            if (counters[unit] >= state.next_log or eval_due
+                    or self._spent() >= self.budget):
+                now = time.perf_counter()
+                logged = {tag: sum(values) / len(values) for tag, values in pending.items()}
+                logged["time/SPS"] = (counters[unit] - last_count) / max(now - last_time, 1e-9)
+                last_time, last_count = now, counters[unit]
+                logger.scalars(counters[unit], logged, extra=_other_counters(counters, unit))
+                pending.clear()
+                state.next_log = _next_multiple(counters[unit], self.settings.log_every)
+            bar.update(min(self._spent(), self.budget), info=_brief(metrics, state))
+            if eval_due and not self._periodic_evaluation(logger, state):
+                return  # abandoned by a stop: the checkpoint keeps it due
+            if checkpoint_due:
+                if counters[unit] >= state.next_checkpoint:
+                    state.next_checkpoint = _next_multiple(counters[unit],
+                                                           self.settings.checkpoint_every)
+                self._save("last", state, logger, started)
+            bar.update(info=_brief(metrics, state))
+            if self.on_step is not None:
+                self.on_step(self)
+
+    def _eval_due(self, state: LoopState) -> bool:
+        """An evaluation is due every `eval_every` units, and once at the end of the budget."""
+        count = self.trainer.progress()[self.trainer.progress_unit]
+        return count >= state.next_eval or (self._spent() >= self.budget
+                                            and state.last_eval != count)
 
     def _spent(self) -> int:
         return self.trainer.progress()[self.budget_unit]
@@ -239,36 +265,72 @@ class Runner:
         result = self.trainer.evaluate(episodes, self.settings.seed + seed_offset)
         return check_metrics(result, self.spec["plugin"], "evaluate", prefix="eval/")
 
-    def _periodic_evaluation(self, logger: RunLogger, state: LoopState) -> None:
-        result = self._evaluate(self.settings.eval_episodes, PERIODIC_EVAL_SEED)
+    def _periodic_evaluation(self, logger: RunLogger, state: LoopState) -> bool:
+        """Evaluate, log, and write best.pt if the score improved; False when a stop
+        abandoned it (the global RNG is put back, so that the resumed run's evaluation
+        draws what this one would have)."""
+        rng = global_rng_state()
+        with progress.label("evaluating"):
+            result = self._abandonable(lambda: self._evaluate(self.settings.eval_episodes,
+                                                              PERIODIC_EVAL_SEED))
+        if result is None:
+            set_global_rng_state(rng)
+            return False
         step = self.trainer.progress()[self.trainer.progress_unit]
+        self._check_finite(result, "evaluation", step)
         logger.scalars(step, result)
         logger.images(step, self.trainer.images())
+        state.next_eval = _next_multiple(step, self.settings.eval_every)
+        state.last_eval = step
         score = result.get(self.trainer.eval_metric)
         if score is not None and math.isfinite(score):
             sign = 1 if self.trainer.eval_higher_is_better else -1
             if state.best is None or sign * score > sign * state.best:
                 state.best = score
                 self._save("best", state, logger, None)
+        return True
+
+    def _check_finite(self, values: dict[str, float], where: str, step: int) -> None:
+        """Stop the run when a value is NaN or infinite (see the module's docstring)."""
+        if not self.settings.stop_on_nonfinite:
+            return
+        for tag, value in values.items():
+            if not math.isfinite(value):
+                raise NonFiniteError(
+                    f"{tag} is {value} after the {where} at {self._count_text(step)}: "
+                    f"training diverged; {self._finite_advice()}")
+
+    def _count_text(self, count: int) -> str:
+        """``step 12,000``, ``epoch 3``: a count of the progress unit, for messages."""
+        return f"{self.trainer.progress_unit.removesuffix('s')} {count:,}"
+
+    def _finite_advice(self) -> str:
+        kept = ("checkpoints/last.pt holds the last finite state"
+                if self.rundir.checkpoint("last").is_file() else "no checkpoint was written")
+        return (f"{kept}. Lower the learning rate, or pass --set stop_on_nonfinite=false to "
+                "train on")
 
     def _final_evaluations(self, logger: RunLogger) -> dict[str, dict[str, float]] | None:
         """The final evaluation of last.pt, and of best.pt on the same fresh episodes (from
-        the same global RNG state); None when a signal abandoned them."""
+        the same global RNG state); None when a signal abandoned them. last.pt's is logged
+        under ``final/``: the ``eval/`` curve stays on the periodic evaluations' episodes."""
         episodes = self.settings.final_eval_episodes
         rng = global_rng_state()
-        last = self._abandonable(lambda: self._evaluate(episodes, FINAL_EVAL_SEED))
+        with progress.label("final eval"):
+            last = self._abandonable(lambda: self._evaluate(episodes, FINAL_EVAL_SEED))
         if last is None:
             return None
         finals = {"last": last}
         step = self.trainer.progress()[self.trainer.progress_unit]
-        logger.scalars(step, last)
-        logger.images(step, self.trainer.images())
+        logger.scalars(step, {FINAL_PREFIX + tag.removeprefix("eval/"): value
+                              for tag, value in last.items()})
         best_path = self.rundir.checkpoint("best")
         if best_path.is_file():
             last_state = load_checkpoint(self.rundir.checkpoint("last"))["trainer"]
             self.trainer.load_policy_state_dict(load_checkpoint(best_path)["trainer"])
             set_global_rng_state(rng)
-            best = self._abandonable(lambda: self._evaluate(episodes, FINAL_EVAL_SEED))
+            with progress.label("final eval, best.pt"):
+                best = self._abandonable(lambda: self._evaluate(episodes, FINAL_EVAL_SEED))
             # What the summary and panels describe: the last policy.
             self.trainer.load_policy_state_dict(last_state)
             if best is None:
@@ -298,9 +360,18 @@ class Runner:
                                    "rng": global_rng_state()}
         if which == "last":
             payload["trainer"] = self.trainer.state_dict()
-            payload["extra"] = self._save_extra()
         else:  # best.pt: what acting needs, not the optimizer and buffers
             payload["trainer"] = self.trainer.policy_state_dict()
+        if self.settings.stop_on_nonfinite:
+            where = nonfinite_entry(payload["trainer"])
+            if where is not None:
+                count = self.trainer.progress()[self.trainer.progress_unit]
+                raise NonFiniteError(
+                    f"the model's state holds NaN or infinite values ({where}) at "
+                    f"{self._count_text(count)}: training diverged, and "
+                    f"checkpoints/{which}.pt was not overwritten; {self._finite_advice()}")
+        if which == "last":
+            payload["extra"] = self._save_extra()
         path = save_checkpoint(self.rundir.checkpoint(which), payload)
         if which == "last":
             self._drop_extras(keep=payload["extra"])
@@ -331,6 +402,11 @@ class Runner:
     def _load_extra(self, name: str | None) -> None:
         if name is None:
             return
+        # A checkpoint is data: the folder it names must be one of the run's own, never a
+        # path elsewhere (``../../``).
+        if not isinstance(name, str) or not re.fullmatch(f"{EXTRA_PREFIX}[0-9a-f]{{12}}", name):
+            raise CheckpointError(f"checkpoints/last.pt names its side folder {name!r}, which "
+                                  "is not a folder gymkit writes; the checkpoint was edited")
         folder = self.rundir.checkpoint("last").parent / name
         if not folder.is_dir():
             raise CheckpointError(f"checkpoints/last.pt refers to checkpoints/{name}, which is "
@@ -385,6 +461,10 @@ class Runner:
             summary["error"] = error
         if "device_note" in self.spec:
             summary["device_note"] = self.spec["device_note"]
+        resumed = self._resumed_at or previous.get("resumed_at")
+        if resumed:
+            summary["resumed_at"] = resumed
+            summary["exact_resume"] = self.trainer.exact_resume
         self.rundir.write_summary(summary)
         return summary
 
@@ -398,31 +478,18 @@ class Runner:
         return "last" if sign * a > sign * b else "best"
 
     @contextmanager
-    def _progress(self) -> Iterator[Progress]:
-        # On a narrow terminal the metrics text gives way first; the counts never do.
-        progress = Progress(
-            TextColumn("[bold]{task.description}", table_column=Column(no_wrap=True)),
-            BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=10)),
-            MofNCompleteColumn(table_column=Column(no_wrap=True)),
-            TextColumn(self.budget_unit, table_column=Column(no_wrap=True)),
-            TimeElapsedColumn(table_column=Column(no_wrap=True)),
-            TextColumn("{task.fields[info]}",
-                       table_column=Column(ratio=2, no_wrap=True, overflow="ellipsis")),
-            console=self.console, disable=self.quiet, transient=False, expand=True,
-        )
-        with progress:
-            yield progress
-
-    @contextmanager
     def _signals(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def handle(signum: int, frame: FrameType | None) -> None:
-            self._stop_signal = signum
+            first = self._stop_signal is None
+            self.request_stop(signum)
             # A second Ctrl-C stops at once, without waiting for the step to finish.
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            if first:
+                progress.announce(self._stopping_message(), self.console)
             if self._abandon_on_signal:
                 raise _StopNow
 
@@ -432,6 +499,34 @@ class Runner:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+
+    def _stopping_message(self) -> str:
+        where = ("the current batch" if self.trainer.kind == "generative"
+                 else "the current step")
+        return (f"stopping after {where}… a checkpoint is written, then `gymkit resume` "
+                "continues the run (Ctrl-C again to stop at once)")
+
+
+def nonfinite_entry(state: Any, where: str = "") -> str | None:
+    """The key path of the first floating tensor in `state` holding NaN or inf, or None."""
+    if isinstance(state, dict):
+        for key, value in state.items():
+            found = nonfinite_entry(value, f"{where}[{key!r}]")
+            if found is not None:
+                return found
+    elif isinstance(state, (list, tuple)):
+        for index, value in enumerate(state):
+            found = nonfinite_entry(value, f"{where}[{index}]")
+            if found is not None:
+                return found
+    elif isinstance(state, float):
+        return None  # plain numbers (a best score of inf) are counters, not the model
+    else:
+        torch = sys.modules.get("torch")
+        if (torch is not None and isinstance(state, torch.Tensor) and state.is_floating_point()
+                and not bool(torch.isfinite(state).all())):
+            return f"state{where}"
+    return None
 
 
 def _next_multiple(value: int, every: int) -> int:

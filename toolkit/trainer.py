@@ -14,7 +14,7 @@ Q-learning) starts without paying for it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -39,6 +39,18 @@ class Budget:
     amount: int
 
 
+class StopFlag:
+    """Raised (``requested = True``) by the runner when the user asks the run to stop (Ctrl-C,
+    SIGTERM). A train_step that can run for more than a fraction of a second checks it
+    between its units of work (an env step, a minibatch) and returns early, in a state that
+    a checkpoint can hold; the runner then writes last.pt and stops."""
+
+    __slots__ = ("requested",)
+
+    def __init__(self) -> None:
+        self.requested = False
+
+
 @dataclass(frozen=True)
 class TrainerContext:
     """What a trainer is built with besides its config and its env or data."""
@@ -50,6 +62,8 @@ class TrainerContext:
     #: The run directory; None while a new run's trainer is built and checked (the directory
     #: is created only after that, and then set here) and outside a run (tests).
     run_dir: Path | None = None
+    #: Set when a stop is requested; see `StopFlag`.
+    stop: StopFlag = field(default_factory=StopFlag, compare=False, repr=False)
 
 
 class Trainer(ABC):
@@ -85,7 +99,10 @@ class Trainer(ABC):
 
     @abstractmethod
     def train_step(self) -> dict[str, float]:
-        """Do one unit of progress, never past the budget; return floats tagged ``charts/``, ..."""
+        """Do one unit of progress, never past the budget; return floats tagged ``charts/``, ...
+
+        A call that can take more than a fraction of a second returns early once
+        ``self.ctx.stop.requested`` is set (see `StopFlag`)."""
 
     @abstractmethod
     def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
@@ -123,6 +140,11 @@ class Trainer(ABC):
     def budget_multiple(cls, cfg: Any) -> int:
         """A budget must be a multiple of this (e.g. the number of envs stepped together)."""
         return 1
+
+    @classmethod  # noqa: B027 - no relation to check by default
+    def check_budget(cls, cfg: Any, unit: str, amount: int) -> None:
+        """Raise ConfigError when `cfg` cannot make sense of a budget of `amount` `unit`s
+        (a DQN whose learning starts after the budget ends): checked before a run exists."""
 
     def budget_left(self) -> int:
         """How much of the budget is left, in the budget's unit; a train_step must not
@@ -220,9 +242,10 @@ class GenerativeTrainer(Trainer):
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def eval_split(self, seed: int) -> str:
-        """The split an evaluation with `seed` measures: ``test`` for the final evaluation
-        (and `gymkit eval`), ``validation`` for the periodic ones."""
-        return "test" if seed == self.seed + FINAL_EVAL_SEED else "validation"
+        """The split an evaluation with `seed` measures: ``validation`` for the periodic
+        ones (which choose best.pt), ``test`` for any other: the final evaluation, and
+        `gymkit eval` whatever its ``--eval-seed``."""
+        return "validation" if seed == self.seed + PERIODIC_EVAL_SEED else "test"
 
     def sample(self, n: int, seed: int) -> np.ndarray:
         """`n` samples from the model, drawn with `seed`, as a batch ``(n, C, H, W)`` in

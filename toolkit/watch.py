@@ -11,6 +11,7 @@ import gymnasium as gym
 from gymnasium.vector import SyncVectorEnv
 from rich.console import Console
 
+from toolkit.atomic import check_writable
 from toolkit.errors import GymkitError
 from toolkit.evaluation import evaluate_policy
 from toolkit.trainer import Agent, Trainer
@@ -44,17 +45,7 @@ def check_video_dir(video: Path) -> None:
             videos = "1 earlier video" if len(earlier) == 1 else f"{len(earlier)} earlier videos"
             raise GymkitError(f"--video {video} already holds {videos}, which would be "
                               f"overwritten; pass a new folder, e.g. --video {_fresh(video)}")
-        existing = video
-    else:
-        existing = video.parent
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        if not existing.is_dir():
-            raise GymkitError(f"cannot create --video folder {video}: {existing} is a file; "
-                              "pass another folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise GymkitError(f"cannot write videos into {video}: {existing} is not writable; "
-                          "pass another folder")
+    check_writable(video, f"videos into {video}", "folder")
 
 
 def _fresh(video: Path) -> Path:
@@ -84,6 +75,10 @@ def watch(trainer: Trainer, episodes: int, render_mode: str, video: Path | None,
             raise GymkitError("--video needs moviepy, which is not installed; install it with "
                               "pip install 'gymkit[render]'") from exc
     source = trainer.source
+    if render_mode != "human":
+        # Frames to record need no window: SDL's dummy driver draws them without probing
+        # for a display (which prints "XDG_RUNTIME_DIR is invalid" on a headless machine).
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
     def make_env() -> gym.Env:
         env = source.make(render_mode=render_mode)
