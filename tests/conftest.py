@@ -31,6 +31,24 @@ def runs_dir(tmp_path: Path) -> Path:
     return tmp_path / "runs"
 
 
+@pytest.fixture(scope="module")
+def frozenlake_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small completed run of frozenlake-deterministic's default agent, made through the
+    CLI; tests that edit it work on a copy."""
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+
+    runs = tmp_path_factory.mktemp("runs")
+    result = CliRunner().invoke(app, ["run", "agent", "frozenlake-deterministic", "--runs-dir",
+                                      str(runs), "--steps", "2000", "--set", "eval_every=1000",
+                                      "--set", "eval_episodes=5", "--set",
+                                      "final_eval_episodes=5", "-q"])
+    assert result.exit_code == 0, result.output
+    (path,) = runs.iterdir()
+    return path
+
+
 def train(runs_dir: Path, target: str = "frozenlake", *, seed: int = 0, steps: int = 6000,
           sets: list[str] | None = None, **runner_kwargs: Any) -> RunResult:
     """A quiet, small run of the env's default agent."""

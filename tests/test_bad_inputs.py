@@ -55,13 +55,9 @@ def assert_no_runs(runs: Path) -> None:
     assert not runs.exists() or not any(runs.rglob("config.json")), list(runs.rglob("*"))
 
 
-@pytest.fixture(scope="module")
-def agent_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    runs = tmp_path_factory.mktemp("runs")
-    assert invoke("run", "agent", "frozenlake-deterministic", "--runs-dir", str(runs),
-                  *SMALL).exit_code == 0
-    (path,) = runs.iterdir()
-    return path
+@pytest.fixture
+def agent_run(frozenlake_run: Path) -> Path:
+    return frozenlake_run
 
 
 @pytest.fixture(scope="module")

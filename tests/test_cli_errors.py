@@ -39,13 +39,9 @@ def assert_no_runs(runs: Path) -> None:
     assert not runs.exists() or not any(runs.iterdir()), list(runs.iterdir())
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    runs = tmp_path_factory.mktemp("runs")
-    result = invoke("run", "agent", "frozenlake-deterministic", "--runs-dir", str(runs), *SMALL)
-    assert result.exit_code == 0, result.output
-    (path,) = runs.iterdir()
-    return path
+@pytest.fixture
+def trained(frozenlake_run: Path) -> Path:
+    return frozenlake_run
 
 
 # -- --config files ---------------------------------------------------------------------------

@@ -64,13 +64,9 @@ def marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     sys.modules.pop(MARKER_MODULE, None)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    runs = tmp_path_factory.mktemp("runs")
-    result = invoke("run", "agent", "frozenlake-deterministic", "--runs-dir", str(runs), *SMALL)
-    assert result.exit_code == 0, result.output
-    (path,) = runs.iterdir()
-    return path
+@pytest.fixture
+def trained(frozenlake_run: Path) -> Path:
+    return frozenlake_run
 
 
 def forged_copy(run: Path, tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
