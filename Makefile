@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # CUDA build. Override for your machine, e.g. `make run TORCH="torch==2.5.1"`.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup run test lint clean mutate test-template
+.PHONY: setup run test lint clean mutate test-template test-numerics
 
 setup: $(VENV)/.installed
 
@@ -28,7 +28,20 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest
+	$(MAKE) test-numerics
 	$(MAKE) test-template
+
+# The numerics of the one fast path (tests/test_numerics.py) again under other kernel
+# dispatches, so that a CPU unlike this one is simulated on it: MKL's AVX2 code, and ATen's
+# (and inductor's) AVX2 and scalar kernels.
+DISPATCHES := MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2 ATEN_CPU_CAPABILITY=default
+
+test-numerics: setup
+	for dispatch in $(DISPATCHES); do \
+		echo "tests/test_numerics.py with $$dispatch"; \
+		env $$dispatch $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_numerics.py \
+			|| exit 1; \
+	done
 
 # The example plugin package, installed as a user would (into a folder of its own, so that
 # the venv stays clean), tested with its own tests and run through the CLI.

@@ -5,8 +5,8 @@ from the global RNG), so that a seed fixes a run whatever else uses the global R
 
 `sample_and_log_prob` (acting in a rollout) and `log_prob_and_entropy` (the update) give
 what the `Distribution` methods give. The categorical head computes them as
-`torch.distributions.Categorical` does, the same numbers, without building one, which
-costs a fraction of it on the small batches of a rollout step.
+`torch.distributions.Categorical` does, without building one, which costs a fraction of it
+on the small batches of a rollout step.
 """
 
 from __future__ import annotations
@@ -46,39 +46,11 @@ class ActionHead(nn.Module):
         actions = self.sample(dist, generator)
         return actions, self.log_prob(dist, actions)
 
-    def output_layer(self) -> nn.Linear | None:
-        """The head's Linear layer, whose output `sample_from_output` takes (None if the
-        head has no such layer)."""
-        return None
-
-    def sample_from_output(self, output: torch.Tensor, generator: torch.Generator
-                           ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`sample_and_log_prob` from the output of `output_layer` on the features."""
-        raise NotImplementedError
-
-    def log_prob_and_entropy(self, features: torch.Tensor, actions: torch.Tensor,
-                             entropy_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """`log_prob` of `actions` and `entropy`, each ``(B,)``. Without `entropy_grad` the
-        entropy is computed outside autograd (for a loss that does not use it)."""
+    def log_prob_and_entropy(self, features: torch.Tensor, actions: torch.Tensor
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`log_prob` of `actions` and `entropy`, each ``(B,)``."""
         dist = self.distribution(features)
-        log_prob = self.log_prob(dist, actions)
-        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-            return log_prob, self.entropy(dist)
-
-    def log_prob_and_entropy_input(self, features: torch.Tensor, actions: torch.Tensor
-                                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`log_prob` of `actions`, and what `entropy_from` turns into their entropies
-        (outside autograd): for a loss without the entropy, whose value is wanted later,
-        for many batches at once."""
-        dist = self.distribution(features)
-        with torch.no_grad():
-            entropy = self.entropy(dist)
-        return self.log_prob(dist, actions), entropy
-
-    def entropy_from(self, entropy_input: torch.Tensor) -> torch.Tensor:
-        """The entropies from `log_prob_and_entropy_input`'s second output, or from several
-        of them stacked (the batch dimensions are kept)."""
-        return entropy_input
+        return self.log_prob(dist, actions), self.entropy(dist)
 
 
 def _normalized(logits: torch.Tensor) -> torch.Tensor:
@@ -128,47 +100,18 @@ class CategoricalHead(ActionHead):
     # normalized by logsumexp, its probs (their softmax), its log_prob (a gather) and its
     # entropy, -sum(p log p) with log p clamped at the dtype's smallest value.
 
-    def _log_probs(self, features: torch.Tensor) -> torch.Tensor:
-        # The Linear's own parameter dict: what `self.logits(features)` computes, without
-        # nn.Module's attribute lookups and call.
-        params = self.logits._parameters
-        weight, bias = params["weight"], params["bias"]
-        assert weight is not None
-        return _normalized(F.linear(features, weight, bias))
-
     def sample_and_log_prob(self, features: torch.Tensor, generator: torch.Generator
                             ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._sample(self._log_probs(features), generator)
-
-    def output_layer(self) -> nn.Linear:
-        return self.logits
-
-    def sample_from_output(self, output: torch.Tensor, generator: torch.Generator
-                           ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._sample(_normalized(output), generator)
-
-    @staticmethod
-    def _sample(log_p: torch.Tensor, generator: torch.Generator
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+        log_p = _normalized(self.logits(features))
         actions = categorical_sample(F.softmax(log_p, dim=-1), generator)
         return actions, log_p.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
 
-    def log_prob_and_entropy(self, features: torch.Tensor, actions: torch.Tensor,
-                             entropy_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        log_p = self._log_probs(features)
+    def log_prob_and_entropy(self, features: torch.Tensor, actions: torch.Tensor
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        log_p = _normalized(self.logits(features))
         log_prob = log_p.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-            return log_prob, self.entropy_from(log_p)
-
-    def log_prob_and_entropy_input(self, features: torch.Tensor, actions: torch.Tensor
-                                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        log_p = self._log_probs(features)
-        return log_p.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1), log_p.detach()
-
-    def entropy_from(self, entropy_input: torch.Tensor) -> torch.Tensor:
-        """The entropies of rows of normalized logits (log-probabilities)."""
-        clamped = entropy_input.clamp(min=torch.finfo(entropy_input.dtype).min)
-        return -(clamped * F.softmax(entropy_input, dim=-1)).sum(-1)
+        clamped = log_p.clamp(min=torch.finfo(log_p.dtype).min)
+        return log_prob, -(clamped * F.softmax(log_p, dim=-1)).sum(-1)
 
 
 class GaussianHead(ActionHead):
@@ -205,15 +148,6 @@ class GaussianHead(ActionHead):
 
     def entropy(self, dist: Distribution) -> torch.Tensor:
         return dist.entropy().sum(dim=1)
-
-    def output_layer(self) -> nn.Linear:
-        return self.mean
-
-    def sample_from_output(self, output: torch.Tensor, generator: torch.Generator
-                           ) -> tuple[torch.Tensor, torch.Tensor]:
-        dist = Normal(output, self.log_std.exp().expand_as(output), validate_args=False)
-        actions = self.sample(dist, generator)
-        return actions, self.log_prob(dist, actions)
 
 
 def action_head_for(space: gym.Space, features: int, *, log_std_init: float,

@@ -21,6 +21,11 @@ state is carried from step to step and reset where an episode starts. PPO's mini
 are then groups of whole env sequences of the rollout, replayed from the state the
 rollout started with, so every step sees exactly the history it was acted on.
 
+Each update is `toolkit.nets.update`'s: the losses are written once, as the network's
+forward pass and torch operations; gradients, clipping and the optimizer's step come from
+torch, compiled into one graph per minibatch step for a long feed-forward run (recurrent
+networks run eagerly).
+
 Resuming restores the network, the optimizer, the RNGs and the counters; the envs start
 fresh episodes (``exact_resume = False``).
 """
@@ -28,7 +33,7 @@ fresh episodes (``exact_resume = False``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -42,20 +47,20 @@ from agents.actor_critic_config import (
     RecurrentA2CConfig,
     RecurrentPPOConfig,
 )
-from agents.actor_critic_gradients import CategoricalLossGradients
 from agents.actor_critic_net import ActorCritic, RecurrentState
-from agents.gradient_step import GradientStep
 from agents.returns import gae
 from toolkit.checkpoint import check_state_version
 from toolkit.config import TrainerConfig
 from toolkit.environments import EnvSource
 from toolkit.errors import IncompatibleEnvError
+from toolkit.nets.update import Learner, compile_update, resolve_compile
 from toolkit.policy import Policy
 from toolkit.seeding import memory_left_unfilled, numpy_rng_state, set_numpy_rng_state
 from toolkit.trainer import Agent, TrainerContext
 from toolkit.vector import finished_episodes
 
 STATE_VERSION = 1
+Stats = dict[str, torch.Tensor]
 
 
 @dataclass
@@ -76,21 +81,32 @@ class Rollout:
         self.flat_obs = self.obs.flatten(0, 1)
         self.flat_actions = self.actions.flatten(0, 1)
 
+    def columns(self) -> tuple[torch.Tensor, ...]:
+        """The per-step numbers a `Batch` takes, (T, N) each, in its field order."""
+        return self.advantages, self.log_probs, self.returns, self.values
+
+
+class Batch(NamedTuple):
+    """What one gradient step learns from: steps of a rollout (feed-forward: ``(B, ...)``),
+    or whole env sequences (recurrent: ``obs`` ``(T, b, ...)``, the rest flattened)."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    #: Recurrent: the sequences' episode starts ``(T, b)`` and their initial state.
+    starts: torch.Tensor | None
+    state: RecurrentState | None
+    advantages: torch.Tensor
+    old_log_probs: torch.Tensor
+    returns: torch.Tensor
+    old_values: torch.Tensor
+
 
 def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor,
-                           clip: float) -> torch.Tensor:
-    """PPO's policy loss: ``-mean(min(r A, clip(r, 1 - clip, 1 + clip) A))``.
-
-    The minimum is chosen outside autograd, which then sees one product instead of two
-    products, a clamp and a minimum; the value and the gradient are the same. Where the
-    clipped term is the smaller, r is beyond a bound and the term's gradient is 0 (a
-    constant here); elsewhere the unclipped term's gradient is A, which the minimum also
-    gives when the two are equal (r within the bounds: half through each term, each A)."""
-    unclipped = advantages * ratio
-    with torch.no_grad():
-        clipped = advantages * ratio.clamp(1 - clip, 1 + clip)
-        smaller = unclipped <= clipped
-    return -torch.where(smaller, unclipped, clipped).mean()
+                           clip: torch.Tensor | float) -> torch.Tensor:
+    """PPO's policy loss: ``-mean(min(r A, clip(r, 1 - clip, 1 + clip) A))``."""
+    bound = torch.as_tensor(clip)
+    clipped = advantages * torch.clamp(ratio, 1 - bound, 1 + bound)
+    return -torch.min(advantages * ratio, clipped).mean()
 
 
 def approx_kl(ratio: torch.Tensor, log_ratio: torch.Tensor) -> torch.Tensor:
@@ -99,15 +115,16 @@ def approx_kl(ratio: torch.Tensor, log_ratio: torch.Tensor) -> torch.Tensor:
     return ((ratio - 1) - log_ratio).mean(dim=-1)
 
 
-def clip_fraction(ratio: torch.Tensor, clip: float) -> torch.Tensor:
+def clip_fraction(ratio: torch.Tensor, clip: torch.Tensor | float) -> torch.Tensor:
     """The fraction of the ratios beyond the clip range, over the last dimension."""
     return ((ratio - 1).abs() > clip).float().mean(dim=-1)
 
 
 def clipped_values(values: torch.Tensor, old_values: torch.Tensor,
-                   clip: float) -> torch.Tensor:
+                   clip: torch.Tensor | float) -> torch.Tensor:
     """New value predictions kept within `clip` of the rollout's (PPO's value clipping)."""
-    return old_values + (values - old_values).clamp(-clip, clip)
+    bound = torch.as_tensor(clip)
+    return old_values + (values - old_values).clamp(-bound, bound)
 
 
 def normalized(advantages: torch.Tensor) -> torch.Tensor:
@@ -135,7 +152,7 @@ class ActorCriticPolicy(Policy):
     def act(self, obs: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
         if self.net.recurrent and not self.state:
             self.reset(len(obs))
-        with torch.no_grad():
+        with torch.inference_mode():
             starts = torch.as_tensor(episode_start, device=self.device)
             actor, self.state = self.net.actor_step(torch.as_tensor(obs, device=self.device),
                                                     self.state, starts)
@@ -190,26 +207,32 @@ class ActorCriticAgent(Agent):
                                        f"{self.action_space}; pick another agent with --algo")
         self.net = ActorCritic(obs_space, self.action_space, cfg).to(self.device)
         params = self.net.parameters()
-        fused = self.device.type in ("cpu", "cuda")
         if cfg.optimizer == "rmsprop":
             # SB3's A2C: RMSprop with alpha 0.99 and eps 1e-5 (torch's default eps is 1e-8).
             self.optimizer: torch.optim.Optimizer = torch.optim.RMSprop(
                 params, lr=cfg.learning_rate, alpha=0.99, eps=1e-5)
         else:
-            # The fused kernel updates all parameters in one call, where torch's default on
-            # the CPU loops over them in Python.
+            # The fused kernel (eager updates) updates all parameters in one call, where
+            # torch's default on the CPU loops over them in Python.
             self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=1e-5,
-                                              fused=fused)
-        self.gradient_step = GradientStep([p for p in self.net.parameters() if p.requires_grad],
-                                          self.optimizer, cfg.max_grad_norm)
-        #: `_loss_gradients`' (None where they do not apply), once checked.
-        self._fast_gradients: CategoricalLossGradients | None = None
-        self._fast_checked = False
+                                              fused=self.device.type in ("cpu", "cuda"))
+        self.learner = Learner({"net": self.net}, self.optimizer, cfg.max_grad_norm)
+        rollouts = ctx.budget.amount // (cfg.n_steps * cfg.n_envs)
+        compiled = (not self.net.recurrent and resolve_compile(
+            ctx.compile, rollouts * self.steps_per_rollout(), self.device))
+        self.update = compile_update(self._learn, [self.learner], compiled, self.device)
+        #: The batch shape the compiled update was made for: other shapes (the budget's
+        #: last, shorter rollout) run eagerly rather than pay for another compilation.
+        self._compiled_rows: int | None = None
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(ctx.seed)
         self.rng = np.random.default_rng(ctx.seed)
         self.steps = self.episodes = self.updates = 0
         self._start_episodes(ctx.seed)
+
+    def steps_per_rollout(self) -> int:
+        """Gradient steps per rollout."""
+        return 1
 
     def _start_episodes(self, seed: int) -> None:
         self.envs.action_space.seed(seed)
@@ -247,11 +270,11 @@ class ActorCriticAgent(Agent):
         initial_state = [(h.clone(), c.clone()) for h, c in self.state]
         returns: list[float] = []
         lengths: list[int] = []
-        with torch.no_grad():
-            act = net.rollout_actor()
+        with torch.inference_mode():
             for t in range(n_steps):
-                action, log_prob, value, self.state = act(self.obs, self.state,
-                                                          self.episode_start, self.generator)
+                action, log_prob, value, self.state = net.act(self.obs, self.state,
+                                                              self.episode_start,
+                                                              self.generator)
                 actions.append(action)
                 log_probs.append(log_prob)
                 values.append(value)
@@ -300,9 +323,13 @@ class ActorCriticAgent(Agent):
                                             episode_end, cfg.gamma, cfg.gae_lambda)
         self.steps += n_steps * n
         self.episodes += len(returns)
-        rollout = Rollout(torch.as_tensor(obs[:n_steps], device=device), torch.stack(actions),
-                          torch.stack(log_probs), values_t, advantages, value_targets,
-                          torch.as_tensor(starts[:n_steps], device=device), initial_state)
+        # Out of inference mode: the update differentiates through nothing of the rollout,
+        # but an inference tensor cannot be saved for backward.
+        rollout = Rollout(torch.as_tensor(obs[:n_steps], device=device),
+                          torch.stack(actions).clone(), torch.stack(log_probs).clone(),
+                          values_t.clone(), advantages.clone(), value_targets.clone(),
+                          torch.as_tensor(starts[:n_steps], device=device),
+                          [(h.clone(), c.clone()) for h, c in initial_state])
         return rollout, returns, lengths
 
     def train_step(self) -> dict[str, float]:
@@ -323,84 +350,69 @@ class ActorCriticAgent(Agent):
     def _update(self, rollout: Rollout, fraction_left: float) -> dict[str, float]:
         raise NotImplementedError
 
-    # -- shared by the updates ------------------------------------------------------
+    # -- the losses -------------------------------------------------------------------
 
-    def _evaluate_actions(self, rollout: Rollout, envs: torch.Tensor | None,
-                          flat_index: torch.Tensor | None, entropy_grad: bool = True
-                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Log-probabilities, entropies and values of the rollout's actions under the
-        current network: for the steps `flat_index` of the flattened rollout, all of them
-        if None (feed-forward), or for the whole sequences of the envs `envs` (recurrent).
-        Without `entropy_grad` the entropies are computed outside autograd."""
-        actor, critic, actions = self._features(rollout, envs, flat_index)
-        log_probs, entropy = self.net.action_head.log_prob_and_entropy(actor, actions,
-                                                                       entropy_grad)
-        return log_probs, entropy, self.net.head_value(critic)
-
-    def _evaluate_for_entropy_later(self, rollout: Rollout, envs: torch.Tensor | None,
-                                    flat_index: torch.Tensor | None
+    def _log_probs_entropies_values(self, batch: Batch
                                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`_evaluate_actions` with the head's entropy input (`ActionHead.entropy_from`)
-        in place of the entropies: for a loss without them."""
-        actor, critic, actions = self._features(rollout, envs, flat_index)
-        log_probs, entropy_input = self.net.action_head.log_prob_and_entropy_input(actor,
-                                                                                   actions)
-        return log_probs, entropy_input, self.net.head_value(critic)
-
-    def _features(self, rollout: Rollout, envs: torch.Tensor | None,
-                  flat_index: torch.Tensor | None
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Actor features, critic features and actions of the steps `_evaluate_actions`
-        takes."""
+        """Log-probabilities, entropies and values of a batch's actions under the current
+        network: its steps (feed-forward), or its whole env sequences (recurrent), replayed
+        from the state the rollout started with."""
         net = self.net
-        if net.recurrent:
+        if batch.state is None:
+            actor, critic, _ = net.features(batch.obs, [], None)
+        else:
+            assert batch.starts is not None
+            actor, critic = net.sequence_features(batch.obs, batch.state, batch.starts)
+        log_probs, entropy = net.action_head.log_prob_and_entropy(actor, batch.actions)
+        return log_probs, entropy, net.value(critic)
+
+    def _learn(self, batch: Batch, clip: torch.Tensor) -> tuple[torch.Tensor, Stats]:
+        """One optimizer step on the algorithm's loss of `batch` (compiled for a long run)."""
+        return self.learner.minimize(self._loss, batch, clip)
+
+    def _loss(self, batch: Batch, clip: torch.Tensor) -> tuple[torch.Tensor, Stats]:
+        raise NotImplementedError
+
+    def _step(self, batch: Batch, clip: float = 0.0) -> Stats:
+        """`_learn` on `batch`, compiled where its shape is the compiled update's."""
+        rows = len(batch.actions)
+        if self._compiled_rows is None:
+            self._compiled_rows = rows
+        clip_tensor = torch.tensor(clip, device=self.device)
+        if self.update.compiled and rows != self._compiled_rows:
+            _, stats = self.update.fn(batch, clip_tensor)
+        else:
+            _, stats = self.update(batch, clip_tensor)
+        self.updates += 1
+        return stats
+
+    def _batch(self, rollout: Rollout, envs: torch.Tensor | None,
+               flat_index: torch.Tensor | None) -> Batch:
+        """The steps `flat_index` of the flattened rollout (all when None), or the whole
+        sequences of the envs `envs` (recurrent)."""
+        if self.net.recurrent:
             assert envs is not None
-            state = [(h[:, envs], c[:, envs]) for h, c in rollout.initial_state]
-            actor, critic = net.sequence_features(rollout.obs[:, envs], state,
-                                                  rollout.episode_starts[:, envs])
-            return actor, critic, rollout.actions[:, envs].flatten(0, 1)
-        obs, actions = rollout.flat_obs, rollout.flat_actions
-        if flat_index is not None:
-            obs, actions = obs[flat_index], actions[flat_index]
-        actor, critic = net.flat_features(obs)
-        return actor, critic, actions
-
-    def _select(self, tensor: torch.Tensor, envs: torch.Tensor | None,
-                flat_index: torch.Tensor | None) -> torch.Tensor:
-        """`tensor` (T, N) at the same steps as `_evaluate_actions`, flattened."""
-        if envs is not None:
-            return tensor[:, envs].flatten(0, 1)
+            flat = torch.arange(rollout.actions.shape[0] * rollout.actions.shape[1],
+                                device=self.device).view(rollout.actions.shape[:2])
+            index = flat[:, envs].flatten()
+            return Batch(rollout.obs[:, envs], rollout.flat_actions[index],
+                         rollout.episode_starts[:, envs],
+                         [(h[:, envs], c[:, envs]) for h, c in rollout.initial_state],
+                         *(column.flatten(0, 1)[index] for column in rollout.columns()))
         if flat_index is None:
-            return tensor.flatten(0, 1)
-        return tensor.flatten(0, 1)[flat_index]
-
-    def _gradient_step(self, loss: torch.Tensor) -> None:
-        self.gradient_step(loss)
-        self.updates += 1
-
-    def _loss_gradients(self) -> CategoricalLossGradients | None:
-        """The losses' gradients without autograd, where they apply (see
-        `agents.actor_critic_gradients`) and the gradient step takes them. Made once: like
-        the gradient step's flat buffers, it holds views of the parameters, which are
-        updated in place (by the optimizer, by load_state_dict) and never replaced."""
-        if not self.gradient_step.takes_gradients:
-            return None
-        if not self._fast_checked:
-            self._fast_gradients = CategoricalLossGradients.for_net(
-                self.net, ent_coef=self.cfg.ent_coef,
-                clip_range_vf=getattr(self.cfg, "clip_range_vf", 0.0))
-            self._fast_checked = True
-        return self._fast_gradients
-
-    def _apply(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
-        self.gradient_step.apply(params, grads)
-        self.updates += 1
+            return Batch(rollout.flat_obs, rollout.flat_actions, None, None,
+                         *(column.flatten(0, 1) for column in rollout.columns()))
+        return Batch(rollout.flat_obs[flat_index], rollout.flat_actions[flat_index], None,
+                     None, *(column.flatten(0, 1)[flat_index] for column in rollout.columns()))
 
     def progress(self) -> dict[str, int]:
         return {"steps": self.steps, "episodes": self.episodes}
 
     def networks(self) -> dict[str, tuple[Any, tuple[Any, ...]]]:
         return {"actor_critic": (self.net, (self.obs[:1],))}
+
+    def summary(self) -> dict[str, Any]:
+        return {"update": self.update.mode}
 
     # -- checkpoints ----------------------------------------------------------------
 
@@ -426,7 +438,6 @@ class ActorCriticAgent(Agent):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.load_policy_state_dict(state)
         self.optimizer.load_state_dict(state["optimizer"])
-        self.gradient_step.forget()
         self.steps, self.episodes = int(state["steps"]), int(state["episodes"])
         self.updates = int(state["updates"])
         set_numpy_rng_state(self.rng, state["rng"])
@@ -446,36 +457,23 @@ class A2C(ActorCriticAgent):
     Config = A2CConfig
     algo = "a2c"
 
-    def _update(self, rollout: Rollout, fraction_left: float) -> dict[str, float]:
+    def _loss(self, batch: Batch, clip: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         cfg = self.cfg
-        envs = torch.arange(cfg.n_envs, device=self.device) if self.net.recurrent else None
-        advantages = self._select(rollout.advantages, envs, None)
-        if cfg.normalize_advantage:
-            advantages = normalized(advantages)
-        returns = self._select(rollout.returns, envs, None)
-        fast = self._loss_gradients()
-        if fast is not None:
-            losses = fast.a2c(rollout.flat_obs, rollout.flat_actions, advantages, returns,
-                              cfg.vf_coef)
-            self._apply(losses.params, losses.grads)
-            policy_loss, value_loss = losses.policy_loss, losses.value_loss
-            entropy_loss = -self.net.action_head.entropy_from(losses.log_p).mean()
-        else:
-            # With ent_coef 0 the entropy adds nothing to the gradient: it is computed for
-            # the metrics only, outside autograd.
-            log_probs, entropy, values = self._evaluate_actions(rollout, envs, None,
-                                                                entropy_grad=cfg.ent_coef > 0)
-            policy_loss = -(advantages * log_probs).mean()
-            value_loss = F.mse_loss(values, returns)
-            entropy_loss = -entropy.mean()
-            loss = policy_loss + cfg.vf_coef * value_loss
-            if cfg.ent_coef > 0:
-                loss = loss + cfg.ent_coef * entropy_loss
-            self._gradient_step(loss)
-        policy, value, entropy_value = torch.stack(
-            [policy_loss.detach(), value_loss.detach(), -entropy_loss.detach()]).tolist()
-        return {"losses/policy_loss": policy, "losses/value_loss": value,
-                "losses/entropy": entropy_value}
+        log_probs, entropy, values = self._log_probs_entropies_values(batch)
+        advantages = normalized(batch.advantages) if cfg.normalize_advantage \
+            else batch.advantages
+        policy_loss = -(advantages * log_probs).mean()
+        value_loss = F.mse_loss(values, batch.returns)
+        entropy_mean = entropy.mean()
+        loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy_mean
+        return loss, {"losses/policy_loss": policy_loss, "losses/value_loss": value_loss,
+                      "losses/entropy": entropy_mean}
+
+    def _update(self, rollout: Rollout, fraction_left: float) -> dict[str, float]:
+        envs = torch.arange(self.cfg.n_envs, device=self.device) if self.net.recurrent else None
+        stats = self._step(self._batch(rollout, envs, None))
+        keys = list(stats)
+        return dict(zip(keys, torch.stack([stats[k] for k in keys]).tolist(), strict=True))
 
 
 class PPO(ActorCriticAgent):
@@ -485,107 +483,52 @@ class PPO(ActorCriticAgent):
     cfg: PPOConfig
     algo = "ppo"
 
-    METRICS = ("losses/policy_loss", "losses/value_loss", "losses/entropy",
-               "losses/approx_kl", "losses/clip_fraction")
+    def steps_per_rollout(self) -> int:
+        cfg = self.cfg
+        return cfg.n_epochs * -(-(cfg.n_steps * cfg.n_envs) // cfg.batch_size)
+
+    def _loss(self, batch: Batch, clip: torch.Tensor) -> tuple[torch.Tensor, Stats]:
+        cfg = self.cfg
+        log_probs, entropy, values = self._log_probs_entropies_values(batch)
+        advantages = normalized(batch.advantages) if cfg.normalize_advantage \
+            else batch.advantages
+        log_ratio = log_probs - batch.old_log_probs
+        ratio = log_ratio.exp()
+        policy_loss = clipped_surrogate_loss(ratio, advantages, clip)
+        if cfg.clip_range_vf > 0:
+            values = clipped_values(values, batch.old_values, cfg.clip_range_vf)
+        value_loss = F.mse_loss(values, batch.returns)
+        entropy_mean = entropy.mean()
+        loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy_mean
+        with torch.no_grad():
+            stats = {"losses/policy_loss": policy_loss, "losses/value_loss": value_loss,
+                     "losses/entropy": entropy_mean,
+                     "losses/approx_kl": approx_kl(ratio, log_ratio),
+                     "losses/clip_fraction": clip_fraction(ratio, clip)}
+        return loss, stats
 
     def _update(self, rollout: Rollout, fraction_left: float) -> dict[str, float]:
         cfg = self.cfg
         steps, n = rollout.actions.shape[:2]
         clip = cfg.clip_range * (fraction_left if cfg.clip_range_schedule == "linear" else 1.0)
-        # The rollout's numbers per step side by side, one row each, so that a minibatch
-        # takes them all with one index.
-        columns = [rollout.advantages, rollout.log_probs, rollout.returns]
-        if cfg.clip_range_vf > 0:
-            columns.append(rollout.values)
-        table = torch.stack(columns)
-        flat_table = table.flatten(1, 2)
-        # Each gradient step's losses and ratios, kept as they are (backward has freed what
-        # their graphs held): the metrics are computed for all the steps at once and read
-        # after the last one, unless target_kl needs the KL of each step.
-        policy_losses: list[torch.Tensor] = []
-        value_losses: list[torch.Tensor] = []
-        entropies: list[torch.Tensor] = []  # with ent_coef 0: the head's entropy inputs
-        ratios: list[torch.Tensor] = []
-        log_ratios: list[torch.Tensor] = []
+        rows: list[Stats] = []
         stop = False
-        fast = self._loss_gradients()
         for _ in range(cfg.n_epochs):
             for envs, index in self._minibatches(steps, n):
-                if self.ctx.stop.requested and policy_losses:
+                if self.ctx.stop.requested and rows:
                     stop = True  # the rest of the update is dropped: see docs/reproducibility.md
                     break
-                if fast is not None and index is not None:
-                    advantages, old_log_probs, returns = flat_table[:3, index].unbind()
-                    if cfg.normalize_advantage:
-                        advantages = normalized(advantages)
-                    losses = fast.ppo(rollout.flat_obs[index], rollout.flat_actions[index],
-                                      advantages, old_log_probs, returns, clip, cfg.vf_coef)
-                    self._apply(losses.params, losses.grads)
-                    assert losses.ratio is not None and losses.log_ratio is not None
-                    policy_losses.append(losses.policy_loss)
-                    value_losses.append(losses.value_loss)
-                    entropies.append(losses.log_p)
-                    ratios.append(losses.ratio)
-                    log_ratios.append(losses.log_ratio)
-                    if cfg.target_kl > 0:
-                        stop = float(approx_kl(losses.ratio, losses.log_ratio)) > (
-                            1.5 * cfg.target_kl)
-                        if stop:
-                            break
-                    continue
-                if cfg.ent_coef > 0:
-                    log_probs, entropy, values = self._evaluate_actions(rollout, envs, index)
-                else:  # the entropies are for the metrics only: all at once, at the end
-                    log_probs, entropy, values = self._evaluate_for_entropy_later(
-                        rollout, envs, index)
-                rows = (flat_table[:, index] if envs is None
-                        else table[:, :, envs].flatten(1, 2))
-                advantages, old_log_probs, returns, *old_values = rows.unbind()
-                if cfg.normalize_advantage:
-                    advantages = normalized(advantages)
-                log_ratio = log_probs - old_log_probs
-                ratio = log_ratio.exp()
-                policy_loss = clipped_surrogate_loss(ratio, advantages, clip)
-                if cfg.clip_range_vf > 0:
-                    values = clipped_values(values, old_values[0], cfg.clip_range_vf)
-                value_loss = F.mse_loss(values, returns)
-                # With ent_coef 0 the entropy adds nothing to the gradient (see A2C).
-                loss = policy_loss + cfg.vf_coef * value_loss
-                if cfg.ent_coef > 0:
-                    loss = loss + cfg.ent_coef * -entropy.mean()
-                self._gradient_step(loss)
-                policy_losses.append(policy_loss)
-                value_losses.append(value_loss)
-                entropies.append(entropy)
-                ratios.append(ratio)
-                log_ratios.append(log_ratio)
-                if cfg.target_kl > 0:
-                    with torch.no_grad():
-                        stop = float(approx_kl(ratio, log_ratio)) > 1.5 * cfg.target_kl
-                    if stop:
-                        break
+                stats = self._step(self._batch(rollout, envs, index), clip)
+                rows.append(stats)
+                if cfg.target_kl > 0 and float(stats["losses/approx_kl"]) > 1.5 * cfg.target_kl:
+                    stop = True
+                    break
             if stop:
                 break
-        with torch.no_grad():
-            head = self.net.action_head
-            if len({len(r) for r in ratios}) == 1:  # minibatches of one size: all at once
-                ratio_rows = torch.stack(ratios)
-                stats = [approx_kl(ratio_rows, torch.stack(log_ratios)),
-                         clip_fraction(ratio_rows, clip)]
-                entropy_rows = torch.stack(entropies)
-                entropy_means = (head.entropy_from(entropy_rows) if cfg.ent_coef == 0 else
-                                 entropy_rows).mean(dim=-1)
-            else:
-                stats = [torch.stack([approx_kl(r, lr) for r, lr in zip(ratios, log_ratios,
-                                                                        strict=True)]),
-                         torch.stack([clip_fraction(r, clip) for r in ratios])]
-                entropy_means = torch.stack(
-                    [(head.entropy_from(e) if cfg.ent_coef == 0 else e).mean()
-                     for e in entropies])
-            metric_table = torch.stack([torch.stack(policy_losses), torch.stack(value_losses),
-                                        entropy_means, *stats])
-        metrics = {key: float(np.mean(column))
-                   for key, column in zip(self.METRICS, metric_table.tolist(), strict=True)}
+        keys = list(rows[0])
+        table = torch.stack([torch.stack([row[k] for row in rows]) for k in keys])
+        metrics = {k: float(np.mean(column))
+                   for k, column in zip(keys, table.tolist(), strict=True)}
         metrics["charts/clip_range"] = clip
         return metrics
 
@@ -614,4 +557,3 @@ class RecurrentPPO(PPO):
 
     Config = RecurrentPPOConfig
     algo = "ppo-lstm"
-

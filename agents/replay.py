@@ -1,6 +1,6 @@
 """A replay buffer for off-policy agents (DQN) that step a vector of environments.
 
-One transition is ``(obs, action, reward, next_obs, terminated)``. The buffer stores
+One transition is ``(obs, action, reward, next_obs, terminated, discount)``. The buffer stores
 them in preallocated torch tensors on the agent's device, in a ring: when it is full,
 the oldest transitions are overwritten first.
 
@@ -9,14 +9,16 @@ the oldest transitions are overwritten first.
   ``next_obs`` is the true next observation of the step, which for a step that ended an
   episode is its final observation, not the first one of the next episode.
 - ``actions`` keep the action space's dtype and shape (``()`` for a Discrete space).
-- ``rewards`` and ``terminated`` are float32.
+- ``rewards``, ``terminated`` and ``discounts`` are float32. ``discount`` is what the
+  target multiplies the next state's value by: gamma for a one-step transition, gamma^k
+  for one that sums k rewards (`agents.offpolicy.NStep`).
 
 On the CPU the storage is also reached through numpy views of the same memory: `add`
 writes rows and `sample` gathers them with numpy, whose per-call cost is a fraction of
 torch's (they run once per env step and once per gradient step). On other devices each
 array goes to the device in one transfer and is gathered there.
 
-Only ``terminated`` stops bootstrapping: the target is ``r + gamma * (1 - terminated) *
+Only ``terminated`` stops bootstrapping: the target is ``r + discount * (1 - terminated) *
 Q(next_obs)``. A truncated step (time limit) is stored with ``terminated = 0``, so its
 target still bootstraps from the final observation. Steps that are not real transitions
 (the reset step of a vector env in ``NEXT_STEP`` autoreset mode) must not be added.
@@ -46,7 +48,7 @@ from toolkit.atomic import atomic_write, fsync_dir
 from toolkit.errors import CheckpointError
 
 #: The storage arrays, in the order of their side files.
-FIELDS = ("obs", "next_obs", "actions", "rewards", "terminated")
+FIELDS = ("obs", "next_obs", "actions", "rewards", "terminated", "discounts")
 #: Written last by `save`: the state its side files belong to.
 MANIFEST = "replay.json"
 #: Rows are copied from the memory-mapped side files in chunks of about this many bytes.
@@ -61,6 +63,7 @@ class ReplayBatch(NamedTuple):
     rewards: torch.Tensor
     next_obs: torch.Tensor
     terminated: torch.Tensor
+    discounts: torch.Tensor
 
 
 def _torch_dtype(dtype: np.dtype[Any], what: str) -> torch.dtype:
@@ -92,7 +95,7 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, obs_shape: Sequence[int], obs_dtype: Any,
                  action_shape: Sequence[int] = (), action_dtype: Any = np.int64,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", discount: float = 0.99) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) \
                 or capacity <= 0:
             raise ValueError(f"replay buffer capacity must be a positive integer, "
@@ -105,10 +108,14 @@ class ReplayBuffer:
         self.device = torch.device(device)
         self._np_dtypes: dict[str, np.dtype[Any]] = {
             "obs": self.obs_dtype, "next_obs": self.obs_dtype, "actions": self.action_dtype,
-            "rewards": np.dtype(np.float32), "terminated": np.dtype(np.float32)}
+            "rewards": np.dtype(np.float32), "terminated": np.dtype(np.float32),
+            "discounts": np.dtype(np.float32)}
         self._row_shapes: dict[str, tuple[int, ...]] = {
             "obs": self.obs_shape, "next_obs": self.obs_shape, "actions": self.action_shape,
-            "rewards": (), "terminated": ()}
+            "rewards": (), "terminated": (), "discounts": ()}
+        #: The discount of a one-step transition: what `add` stores where it is given none,
+        #: and `load` where a checkpoint from before discounts were stored has none.
+        self.discount = float(discount)
         obs_torch = _torch_dtype(self.obs_dtype, "observation")
         action_torch = _torch_dtype(self.action_dtype, "action")
         n = self._capacity
@@ -118,6 +125,8 @@ class ReplayBuffer:
                                    device=self.device)
         self.rewards = torch.zeros(n, dtype=torch.float32, device=self.device)
         self.terminated = torch.zeros(n, dtype=torch.float32, device=self.device)
+        self.discounts = torch.full((n,), self.discount, dtype=torch.float32,
+                                    device=self.device)
         self.position = 0
         self.size = 0
         self.added = 0
@@ -144,8 +153,10 @@ class ReplayBuffer:
         return torch.from_numpy(array).to(self.device)
 
     def add(self, obs: np.ndarray, next_obs: np.ndarray, actions: np.ndarray,
-            rewards: np.ndarray, terminated: np.ndarray) -> None:
-        """Store one vector-env step: arrays with a leading dimension `n_envs`.
+            rewards: np.ndarray, terminated: np.ndarray,
+            discounts: np.ndarray | None = None) -> None:
+        """Store one vector-env step: arrays with a leading dimension `n_envs` (or any number
+        of transitions, one per row); `discounts` default to the buffer's `discount`.
 
         `next_obs` is the true next observation (the final one where an episode ended);
         `terminated` (bool or 0/1) is the env's terminated flag, never truncated. Each
@@ -154,8 +165,10 @@ class ReplayBuffer:
         one transfer (on the CPU: copied into the storage, no transfer). A batch larger than
         the capacity keeps its last `capacity` rows.
         """
+        if discounts is None:
+            discounts = np.full(len(np.asarray(rewards)), self.discount, dtype=np.float32)
         given = {"obs": obs, "next_obs": next_obs, "actions": actions, "rewards": rewards,
-                 "terminated": terminated}
+                 "terminated": terminated, "discounts": discounts}
         arrays: dict[str, np.ndarray] = {}
         n_envs: int | None = None
         for name in FIELDS:
@@ -236,7 +249,8 @@ class ReplayBuffer:
         index = torch.from_numpy(indices).to(self.device)
         return ReplayBatch(obs=self.obs[index], actions=self.actions[index],
                            rewards=self.rewards[index], next_obs=self.next_obs[index],
-                           terminated=self.terminated[index])
+                           terminated=self.terminated[index],
+                           discounts=self.discounts[index])
 
     def state_dict(self) -> dict[str, Any]:
         """Counters and layout only (the data goes to side files through `save`).
@@ -293,7 +307,12 @@ class ReplayBuffer:
                 and (size == self._capacity or position == size)):
             raise CheckpointError(f"replay buffer state is inconsistent: size {size}, "
                                   f"position {position}, capacity {self._capacity}")
-        absent = [f"{name}.npy" for name in FIELDS if not (directory / f"{name}.npy").is_file()]
+        # Side files of checkpoints written before discounts were stored have none: those
+        # transitions were all one-step ones, whose discount the buffer holds.
+        expected_files = [name for name in FIELDS if name != "discounts"
+                          or (directory / "discounts.npy").is_file()]
+        absent = [f"{name}.npy" for name in expected_files
+                  if not (directory / f"{name}.npy").is_file()]
         if absent:
             raise CheckpointError(f"replay buffer files missing in {directory}: "
                                   f"{', '.join(absent)}")
@@ -311,7 +330,7 @@ class ReplayBuffer:
                                   f"({written.get('added')} transitions added, the checkpoint "
                                   f"says {state['added']}); use the checkpoint that wrote them")
         arrays: dict[str, np.ndarray] = {}
-        for name in FIELDS:
+        for name in expected_files:
             path = directory / f"{name}.npy"
             try:
                 array = np.load(path, mmap_mode="r", allow_pickle=False)

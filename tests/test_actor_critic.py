@@ -3,7 +3,6 @@ Gaussian actions, the plugin contract. Learning tests are in tests/test_learning
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import gymnasium as gym
@@ -70,13 +69,15 @@ def test_the_update_replays_the_rollout_exactly(cls: type[ActorCriticAgent],
     agent._collect(64)  # the second rollout starts mid-episode, from a carried state
     rollout, returns, _ = agent._collect(64)
     assert returns, "no episode ended: the replay across episode starts is not exercised"
+    assert rollout is not None
     n = agent.cfg.n_envs
     everything = torch.arange(64 * n)
     envs, index = (torch.arange(n), None) if agent.net.recurrent else (None, everything)
+    batch = agent._batch(rollout, envs, index)
     with torch.no_grad():
-        log_probs, _, values = agent._evaluate_actions(rollout, envs, index)
-    torch.testing.assert_close(log_probs, agent._select(rollout.log_probs, envs, index))
-    torch.testing.assert_close(values, agent._select(rollout.values, envs, index))
+        log_probs, _, values = agent._log_probs_entropies_values(batch)
+    torch.testing.assert_close(log_probs, batch.old_log_probs)
+    torch.testing.assert_close(values, batch.old_values)
 
 
 def test_a_truncated_step_bootstraps_from_its_final_observation() -> None:
@@ -180,88 +181,34 @@ def test_the_gaussian_head_samples_with_its_std_and_sums_log_probs() -> None:
 def test_an_update_makes_advantageous_actions_more_likely(cls: type[ActorCriticAgent]) -> None:
     agent = _agent(cls, n_envs=4, n_steps=32, learning_rate=1e-4, normalize_advantage=False)
     rollout, _, _ = agent._collect(32)
+    assert rollout is not None
     everything = torch.arange(32 * 4)
     agent._update(rollout, 1.0)
     with torch.no_grad():
-        log_probs, _, _ = agent._evaluate_actions(rollout, None, everything)
+        log_probs, _, _ = agent._log_probs_entropies_values(
+            agent._batch(rollout, None, everything))
     change = log_probs - rollout.log_probs.flatten()
     assert float((rollout.advantages.flatten() * change).sum()) > 0
 
 
-@pytest.mark.parametrize("overrides", [{}, {"shared_encoder": True}, {"activation": "relu"},
-                                       {"activation": "elu"}],
-                         ids=["separate", "shared", "relu", "elu-not-planned"])
-def test_the_networks_fast_paths_compute_what_its_modules_do(overrides: dict[str, Any]) -> None:
+@pytest.mark.parametrize("overrides", [{}, {"shared_encoder": True}, {"activation": "relu"}],
+                         ids=["separate", "shared", "relu"])
+def test_acting_draws_what_torch_draws(overrides: dict[str, Any]) -> None:
     net = _agent(PPO, **overrides).net
     obs = torch.randn(16, 4)
     with torch.no_grad():
         actor, critic, _ = net.features(obs, [], torch.ones(16))
-        fast_actor, fast_critic = net.flat_features(obs)
-        assert torch.equal(fast_actor, actor) and torch.equal(fast_critic, critic)
         dist = net.action_head.distribution(actor)
         actions, log_probs, values, _ = net.act(obs, [], torch.ones(16),
                                                 torch.Generator().manual_seed(5))
-        # The draws of torch.multinomial, and Categorical's log-probabilities, to the bit.
+        # The draws of torch.multinomial, and Categorical's log-probabilities.
         expected = torch.multinomial(dist.probs, 1, generator=torch.Generator().manual_seed(5))
         assert torch.equal(actions, expected.squeeze(1))
-        assert torch.equal(log_probs, net.action_head.log_prob(dist, actions))
+        torch.testing.assert_close(log_probs, net.action_head.log_prob(dist, actions))
         assert torch.equal(values, net.value(critic))
-        rollout_actions, rollout_log_probs, rollout_values, _ = net.rollout_actor()(
-            obs, [], torch.ones(16), torch.Generator().manual_seed(5))
-        assert torch.equal(rollout_actions, actions)
-        assert torch.equal(rollout_log_probs, log_probs)
-        assert torch.equal(rollout_values, values)
-        head = net.action_head
-        log_probs, entropy = head.log_prob_and_entropy(actor, actions)
-        later_log_probs, entropy_input = head.log_prob_and_entropy_input(actor, actions)
-        assert torch.equal(log_probs, later_log_probs) and torch.equal(entropy, dist.entropy())
-        assert torch.equal(head.entropy_from(entropy_input), entropy)
+        log_probs, entropy = net.action_head.log_prob_and_entropy(actor, actions)
+        torch.testing.assert_close(entropy, dist.entropy())
         assert torch.equal(net.critic_value(obs, [], torch.ones(16)), net.value(critic))
-        # A parameter put in place of another is what the fast path reads next.
-        first = net.actor_encoder.core.layers[0]
-        first.weight = torch.nn.Parameter(torch.zeros_like(first.weight))
-        assert torch.equal(net.flat_features(obs)[0], net.features(obs, [], torch.ones(16))[0])
-
-
-@pytest.mark.parametrize("cls", [A2C, PPO])
-def test_the_flat_gradient_step_is_torchs_step(cls: type[ActorCriticAgent]) -> None:
-    """The agent's gradient step (parameters, gradients and optimizer state in flat buffers)
-    gives the numbers of torch's, clip_grad_norm_ and the optimizer, to the last bit: over
-    steps that clip and steps that do not, a learning rate that changes, a reload of the
-    optimizer's state (after which the agent's state is flattened anew), and gradients
-    that someone else has reset."""
-    agent = _agent(cls, max_grad_norm=0.5)
-    reference = copy.deepcopy(agent.net)
-    params = list(reference.parameters())
-    optimizer = (torch.optim.RMSprop(params, lr=7e-4, alpha=0.99, eps=1e-5) if cls is A2C
-                 else torch.optim.Adam(params, lr=3e-4, eps=1e-5, fused=True))
-    obs, actions = torch.randn(64, 4), torch.randint(2, (64,))
-    for step in range(8):
-        scale = 100.0 if step % 2 else 1e-3  # the gradients' norm: above 0.5, then below
-        if step == 4:
-            agent.load_state_dict(agent.state_dict())  # the optimizer's state is replaced
-        if step == 6:
-            agent.optimizer.zero_grad()  # the gradients the agent accumulates into are gone
-        for net, opt in ((agent.net, agent.optimizer), (reference, optimizer)):
-            opt.param_groups[0]["lr"] = 1e-3 / (step + 1)
-            actor, critic = net.flat_features(obs)
-            log_probs, _ = net.action_head.log_prob_and_entropy(actor, actions)
-            loss = scale * (log_probs.mean() + net.value(critic).pow(2).mean())
-            if net is agent.net:
-                # torch's step creates the optimizer's state, and takes a reloaded one.
-                assert (agent.gradient_step.state is None) == (step in (0, 4))
-                agent._gradient_step(loss)
-            else:
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 0.5)
-                opt.step()
-    for mine, theirs in zip(agent.net.parameters(), params, strict=True):
-        assert torch.equal(mine, theirs)
-    for mine, theirs in zip(agent.optimizer.state_dict()["state"].values(),
-                            optimizer.state_dict()["state"].values(), strict=True):
-        assert mine.keys() == theirs.keys()
-        assert all(torch.equal(mine[key], theirs[key]) for key in mine)
 
 
 def test_stochastic_policies_are_seeded() -> None:

@@ -202,7 +202,7 @@ def test_add_moves_each_array_to_the_device_in_one_transfer(device: str,
 
     monkeypatch.setattr(buffer, "_to_device", counting)
     buffer.add(**step([3, 4, 5, 6]))  # straddles the end: still one transfer per array
-    assert moved == ([] if device == "cpu" else [(4, 2), (4, 2), (4,), (4,), (4,)])
+    assert moved == ([] if device == "cpu" else [(4, 2), (4, 2), (4,), (4,), (4,), (4,)])
     if device != "meta":  # meta tensors hold no values
         assert stored_ids(buffer) == [5, 6, 2, 3, 4]
 
@@ -341,3 +341,21 @@ def test_load_refuses_an_inconsistent_state(tmp_path: Path) -> None:
     buffer.save(tmp_path)
     with pytest.raises(CheckpointError, match=r"inconsistent: size 3, position 1"):
         make().load(tmp_path, {**buffer.state_dict(), "position": 1})
+
+
+def test_discounts_are_stored_sampled_and_default_to_the_buffers(tmp_path: Path) -> None:
+    buffer = ReplayBuffer(4, (2,), np.float32, (), np.int64, "cpu", discount=0.9)
+    buffer.add(**step([1, 2]))  # one-step transitions: the buffer's discount
+    buffer.add(**step([3]), discounts=np.array([0.25]))  # an n-step one
+    np.testing.assert_allclose(buffer.discounts[:3].numpy(), [0.9, 0.9, 0.25])
+    batch = buffer.sample(8, np.random.default_rng(0))
+    tags = batch.obs[:, 0].numpy().astype(int)
+    np.testing.assert_allclose(batch.discounts.numpy(), np.where(tags == 3, 0.25, 0.9))
+    # The side files of a checkpoint from before discounts were stored have none: their
+    # transitions were one-step ones, and load keeps the buffer's own discount.
+    buffer.save(tmp_path)
+    (tmp_path / "discounts.npy").unlink()
+    fresh = ReplayBuffer(4, (2,), np.float32, (), np.int64, "cpu", discount=0.9)
+    fresh.load(tmp_path, buffer.state_dict())
+    np.testing.assert_allclose(fresh.discounts[:3].numpy(), [0.9, 0.9, 0.9])
+    assert torch.equal(fresh.rewards, buffer.rewards)

@@ -91,7 +91,12 @@ class RunSettings(BaseConfig):
     checkpoint_every: int = param(50_000, "write checkpoints/last.pt every N steps (or epochs)")
     checkpoint_every_s: float = param(600.0, "also write checkpoints/last.pt when this many "
                                       "seconds have passed since the last one (0: never)")
-    threads: int = param(1, "torch CPU threads; small networks are fastest with 1")
+    threads: int | None = param(None, "torch CPU threads; default: the plugin's choice (one for "
+                                      "agents' small networks, the physical cores for "
+                                      "generative trainers), recorded in config.json")
+    compile: Literal["auto"] | bool = param(
+        "auto", "compile the networks' updates into one graph (torch.compile): true, false, "
+        "or auto: for a run long enough to pay back the compilation, where a compiler is")
     matmul_precision: MatmulPrecision = param(
         "highest", "float32 matrix products, as torch.set_float32_matmul_precision: highest "
         "(float32), high (TF32 on GPUs that have it), medium (bfloat16 inside the product "
@@ -111,8 +116,10 @@ class RunSettings(BaseConfig):
         check_range(self, "seed", low=0, high=MAX_SEED)
         check_range(self, "checkpoint_every_s", low=0)
         for name in ("eval_every", "eval_episodes", "final_eval_episodes", "log_every",
-                     "checkpoint_every", "threads"):
+                     "checkpoint_every"):
             check_range(self, name, low=1)
+        if self.threads is not None:
+            check_range(self, "threads", low=1)
         if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", self.device):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'")
 
@@ -179,6 +186,15 @@ def check_range(
         lo = "-inf" if low is None else _bound(low)
         hi = "inf" if high is None else _bound(high)
         raise ConfigError(f"{name} must be in {left}{lo}, {hi}{right}, got {value}")
+
+
+def _describe(annotation: Any) -> str:
+    """What values of `annotation` look like, for a message: ``true or false``, ..."""
+    if get_origin(annotation) is Literal:
+        return " or ".join(map(str, get_args(annotation)))
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(annotation, "a list" if get_origin(annotation) in (list, tuple)
+                     else str(annotation))
 
 
 def _bound(value: float) -> str:
@@ -335,6 +351,10 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
                 return coerce(name, value, option)
             except ConfigError as exc:
                 errors.append(str(exc))
+        kinds = [option for option in options if option is not type(None)]
+        if len(kinds) > 1:
+            raise ConfigError(f"{name} must be {' or '.join(map(_describe, kinds))}, got "
+                              f"{value!r}")
         raise ConfigError(errors[0] if errors else f"{name}: unexpected value {value!r}")
     if origin is Literal:
         choices = get_args(annotation)

@@ -28,3 +28,27 @@ def resolve_device(name: str, *, uses_torch: bool = True) -> str:
         raise GymkitError(
             f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible")
     return name
+
+
+def physical_cores() -> int:
+    """The physical cores this process may run on: the CPUs of its affinity mask, less
+    their hyperthread siblings (Linux's /proc/cpuinfo); elsewhere ``os.cpu_count()``."""
+    import os
+
+    try:
+        allowed = os.sched_getaffinity(0)
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+    cores: set[tuple[str, str]] = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            blocks = f.read().split("\n\n")
+    except OSError:
+        return max(1, len(allowed))
+    for block in blocks:
+        fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        if "processor" in fields and int(fields["processor"]) in allowed:
+            cores.add((fields.get("physical id", "0"), fields.get("core id",
+                                                                  fields["processor"])))
+    return max(1, len(cores) or len(allowed))

@@ -113,6 +113,8 @@ def prepare(
     cfg_values, run_values = cfgs.split(values, cls.Config, cfgs.RunSettings)
     cfg = cfgs.build(cls.Config, cfg_values)
     settings = cfgs.build(cfgs.RunSettings, run_values)
+    if settings.threads is None:  # recorded in config.json: a rerun uses the same count
+        settings.threads = cls.preferred_threads(cfg)
     unit, amount = settings.budget()
     if unit not in cls.budget_units:
         options = ", ".join(f"--{u}" for u in cls.budget_units)
@@ -177,7 +179,7 @@ def _build(cls: type[Trainer], cfg: cfgs.TrainerConfig, settings: cfgs.RunSettin
     if cls.uses_torch:
         import torch
 
-        torch.set_num_threads(settings.threads)
+        torch.set_num_threads(settings.threads or 1)
         torch.set_float32_matmul_precision(settings.matmul_precision)
     seed_everything(settings.seed)
     if spec["kind"] == "agent":
@@ -190,7 +192,9 @@ def _build(cls: type[Trainer], cfg: cfgs.TrainerConfig, settings: cfgs.RunSettin
         data_dir = spec.get("data_dir")
         source = DATASETS.get(spec["dataset"]).load(Path(data_dir) if data_dir else None)
     unit, amount = settings.budget()
-    return cls(cfg, source, TrainerContext(device, settings.seed, Budget(unit, amount), run_dir))
+    context = TrainerContext(device, settings.seed, Budget(unit, amount), run_dir,
+                             compile=settings.compile)
+    return cls(cfg, source, context)
 
 
 def auto_agent_device(device: str, source: EnvSource) -> tuple[str, str | None]:

@@ -68,7 +68,10 @@ def render_summary(console: Console, summary: dict[str, Any], trainer: Trainer) 
     rows: list[tuple[str, str | Text]] = [
         ("run", escape(f"{summary['plugin']} on {summary['target']}, seed {summary['seed']}")),
         ("trained", counters_text(summary["progress"])),
-        ("wall time", f"{summary['wall_time_s']:.1f} s, training and evaluation"),
+        ("wall time", f"{summary['wall_time_s']:.1f} s, training and evaluation"
+                      + (f", {summary['threads']} torch thread"
+                         f"{'s' if summary['threads'] != 1 else ''}"
+                         if summary.get("threads") and trainer.uses_torch else "")),
         *eval_rows(summary.get("final_eval", {})),
         *best_checkpoint_rows(summary, trainer),
     ]

@@ -446,6 +446,7 @@ class Runner:
             "budget": {self.budget_unit: self.budget},
             "wall_time_s": wall,
             "per_second": counters[self.trainer.progress_unit] / wall if wall > 0 else 0.0,
+            "threads": self.settings.threads,
             "best": {self.trainer.eval_metric: state.best},
             "started_at": previous.get("started_at", _now()),
             "updated_at": _now(),

@@ -47,8 +47,10 @@ class PluginContractError(AssertionError):
 
 
 def make_trainer(cls: type[Trainer], target: str, overrides: dict[str, Any] | None = None,
-                 seed: int = 0, budget: Budget | None = None) -> Trainer:
-    """Build `cls` on an env name (agents) or a dataset name (generative), on the CPU."""
+                 seed: int = 0, budget: Budget | None = None,
+                 compile: str | bool = False) -> Trainer:
+    """Build `cls` on an env name (agents) or a dataset name (generative), on the CPU; its
+    updates run eagerly unless `compile` says otherwise (the run setting's values)."""
     cfg = build(cls.Config, overrides or {})
     if cls.uses_torch:
         import torch  # noqa: F401 - imported before seeding, as the launcher does
@@ -56,7 +58,7 @@ def make_trainer(cls: type[Trainer], target: str, overrides: dict[str, Any] | No
     seed_everything(seed)
     source: Any = resolve_env(target)[0] if cls.kind == "agent" else DATASETS.get(target).load(None)
     budget = budget or Budget(cls.budget_units[0], UNLIMITED)
-    return cls(cfg, source, TrainerContext("cpu", seed, budget))
+    return cls(cfg, source, TrainerContext("cpu", seed, budget, compile=compile))
 
 
 def check_plugin(cls: type[Trainer], target: str, *, overrides: dict[str, Any] | None = None,

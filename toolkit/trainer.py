@@ -64,6 +64,9 @@ class TrainerContext:
     run_dir: Path | None = None
     #: Set when a stop is requested; see `StopFlag`.
     stop: StopFlag = field(default_factory=StopFlag, compare=False, repr=False)
+    #: The run setting ``compile`` (true, false or "auto"): whether the networks' updates
+    #: are compiled (`toolkit.nets.update.resolve_compile`).
+    compile: str | bool = "auto"
 
 
 class Trainer(ABC):
@@ -135,6 +138,13 @@ class Trainer(ABC):
         self.load_state_dict(state)
 
     # -- the budget -------------------------------------------------------------------
+
+    @classmethod
+    def preferred_threads(cls, cfg: Any) -> int:
+        """torch's CPU threads for this plugin unless the user sets ``threads``: one for an
+        agent, whose small networks on small batches run fastest on one core; the physical
+        cores for a generative trainer, whose products are large enough to share."""
+        return 1
 
     @classmethod
     def budget_multiple(cls, cfg: Any) -> int:
@@ -237,6 +247,12 @@ class GenerativeTrainer(Trainer):
     eval_metric: ClassVar[str] = "eval/loss"
     eval_higher_is_better: ClassVar[bool] = False
     default_dataset: ClassVar[str] = "digits"
+
+    @classmethod
+    def preferred_threads(cls, cfg: Any) -> int:
+        from toolkit.device import physical_cores
+
+        return physical_cores()
     #: Named hyperparameter sets, chosen with ``--preset NAME``: config keys and run
     #: settings (``epochs``) as a config file would give them.
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
