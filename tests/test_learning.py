@@ -6,6 +6,7 @@ final 1,000-episode evaluation from summary.json.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,11 @@ def test_rl_benchmark_times_whole_processes() -> None:
     assert float(rows["gymkit/SB3"][-1]) == pytest.approx(gymkit / sb3, rel=0.02)
 
 
+def _columns(line: str) -> list[str]:
+    """A printed row's cells: separated by two spaces or more."""
+    return re.split(r"\s{2,}", line.strip())
+
+
 def test_generative_benchmark_prints_both_loops_and_their_ratio() -> None:
     import subprocess
     import sys
@@ -190,10 +196,47 @@ def test_generative_benchmark_prints_both_loops_and_their_ratio() -> None:
     out = subprocess.run([sys.executable, str(root / "benchmarks" / "generative.py"),
                           "--epochs", "1", "--images", "1200"],
                          capture_output=True, text=True, check=True).stdout
-    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
-    gymkit, loop = (float(rows[side][3].replace(",", "")) for side in ("gymkit", "DataLoader"))
-    assert float(rows["ratio"][1]) == pytest.approx(gymkit / loop, abs=0.01)
-    assert 100 < float(rows["gymkit"][4]) < 800  # nats per 28x28 image: trained a little
+    rows = {cells[0]: cells[1:] for cells in map(_columns, out.splitlines()[2:])}
+    assert list(rows) == ["gymkit", "DataLoader", "gymkit, defaults", "DataLoader, defaults",
+                          "ratio, 1 thread", "ratio, defaults"]
+    assert rows["gymkit"][0] == rows["DataLoader"][0] == "1"
+    assert int(rows["DataLoader, defaults"][0]) >= 1 and int(rows["gymkit, defaults"][0]) >= 1
+    speed = {name: float(cells[2].replace(",", "")) for name, cells in rows.items()
+             if not name.startswith("ratio")}
+    for suffix, ratio in (("", "ratio, 1 thread"), (", defaults", "ratio, defaults")):
+        assert float(rows[ratio][0]) == pytest.approx(
+            speed["gymkit" + suffix] / speed["DataLoader" + suffix], rel=0.02)
+    for name in speed:  # nats per 28x28 image: trained a little
+        assert 100 < float(rows[name][3]) < 800
+
+
+def test_generative_benchmark_times_whole_processes(tmp_path: Path) -> None:
+    """`--whole`: `gymkit run generative vae` against the plain loop's process on the same
+    IDX files (small ones here, in MNIST's format)."""
+    import subprocess
+    import sys
+
+    from toolkit.data.builtin import IDX_FILES
+    from toolkit.data.idx import write_idx
+
+    rng = np.random.default_rng(0)
+    for key, n in (("train", 600), ("test", 100)):
+        write_idx(tmp_path / f"{IDX_FILES[key + '_x']}.gz",
+                  rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(tmp_path / f"{IDX_FILES[key + '_y']}.gz",
+                  rng.integers(0, 10, n).astype(np.uint8))
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "generative.py"), "--whole",
+                          "--data-dir", str(tmp_path), "--epochs", "2", "--runs", "1"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = {cells[0]: cells[1:] for cells in map(_columns, out.splitlines()[2:])}
+    assert list(rows) == ["gymkit run", "DataLoader loop", "ratio"]
+    # 600 training images: gymkit trains on 550 (the last twelfth is its validation split).
+    for name, images in (("gymkit run", 2 * 550), ("DataLoader loop", 2 * 600)):
+        wall, rate = float(rows[name][0].removesuffix(" s")), float(rows[name][1])
+        assert rate == pytest.approx(images / wall, rel=0.06)  # wall printed to 0.1 s
+    assert float(rows["ratio"][0]) == pytest.approx(
+        float(rows["gymkit run"][1]) / float(rows["DataLoader loop"][1]), rel=0.02)
 
 
 def test_rbm_benchmark_prints_every_seed_and_the_means_over_them() -> None:

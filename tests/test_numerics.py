@@ -183,6 +183,68 @@ def test_a_learner_differentiates_its_own_parameters_only() -> None:
         assert all(p.grad is None for p in critic.parameters())
 
 
+class _SharedParts(nn.Module):
+    """An encoder reached by two paths (actor and critic sharing it) and a weight tied
+    across two heads: the shapes of sharing in gymkit's networks and in language models."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.actor_encoder = nn.Linear(4, 8)
+        self.critic_encoder = self.actor_encoder
+        self.head, self.other_head = nn.Linear(8, 3), nn.Linear(8, 3)
+        self.other_head.weight = self.head.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.head(self.actor_encoder(x)).square().sum()
+                + self.other_head(torch.tanh(self.critic_encoder(x))).sum())
+
+
+def test_shared_modules_and_tied_weights_step_as_one_parameter() -> None:
+    """The compiled step sees each shared parameter once, with the gradient of all of its
+    uses, and leaves the modules holding their own Parameters afterwards."""
+    steps = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        net = _SharedParts()
+        learner = Learner({"net": net}, torch.optim.SGD(net.parameters(), lr=0.1))
+
+        def loss_fn(x: torch.Tensor, net: nn.Module = net) -> tuple[torch.Tensor, Any]:
+            return net(x), {}
+
+        update = compile_update(partial(learner.minimize, loss_fn), [learner], compiled)
+        update(torch.ones(5, 4))
+        assert update.compiled == compiled
+        assert net.critic_encoder.weight is net.actor_encoder.weight
+        assert net.other_head.weight is net.head.weight
+        assert all(isinstance(p, nn.Parameter) for p in (net.actor_encoder.weight,
+                                                         net.other_head.weight))
+        steps[compiled] = [p.detach().clone() for p in net.parameters()]
+    for eager, traced in zip(steps[False], steps[True], strict=True):
+        torch.testing.assert_close(traced, eager, rtol=1e-5, atol=1e-6)
+
+
+def test_a_compiled_update_takes_one_hot_observations() -> None:
+    """Discrete observations are one-hot encoded inside the update (the linear Q-network on
+    FrozenLake): the encoding must trace without reading the values."""
+    from gymnasium import spaces
+
+    from toolkit.nets.preprocess import Preprocessor
+
+    steps = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        net = nn.Sequential(Preprocessor(spaces.Discrete(6, start=2)), nn.Linear(6, 1))
+        learner = Learner({"net": net}, torch.optim.SGD(net.parameters(), lr=0.1))
+
+        def loss_fn(obs: torch.Tensor, net: nn.Module = net) -> tuple[torch.Tensor, Any]:
+            return net(obs).square().mean(), {}
+
+        update = compile_update(partial(learner.minimize, loss_fn), [learner], compiled)
+        losses = [update(torch.tensor([2, 7, 4, 4]))[0] for _ in range(2)]
+        steps[compiled] = losses
+    torch.testing.assert_close(steps[True], steps[False], rtol=1e-5, atol=1e-6)
+
+
 def test_a_compiled_update_follows_its_modules_train_and_eval_modes() -> None:
     """Dropout on in train(), off in eval(): the compiled update keeps dynamo's guard on each
     module's mode (and on nothing else of the modules), so that it follows the switch. (A

@@ -253,6 +253,7 @@ class GenerativeTrainer(Trainer):
         from toolkit.device import physical_cores
 
         return physical_cores()
+
     #: Named hyperparameter sets, chosen with ``--preset NAME``: config keys and run
     #: settings (``epochs``) as a config file would give them.
     presets: ClassVar[dict[str, dict[str, Any]]] = {}

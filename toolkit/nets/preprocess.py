@@ -30,7 +30,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
@@ -110,11 +109,11 @@ class Preprocessor(nn.Module):
             if obs.dim() != 1:
                 raise ValueError(f"a batch of {space} observations has shape (B,), got "
                                  f"{tuple(obs.shape)}")
-            x = F.one_hot(obs.long() - int(space.start), int(space.n)).float()
+            x = one_hot(obs.long() - int(space.start), int(space.n))
         elif isinstance(space, spaces.MultiDiscrete):
             index = obs.long() - torch.as_tensor(space.start, device=obs.device)
-            x = torch.cat([F.one_hot(index[:, i], int(n)) for i, n in enumerate(space.nvec)],
-                          dim=1).float()
+            x = torch.cat([one_hot(index[:, i], int(n)) for i, n in enumerate(space.nvec)],
+                          dim=1)
         else:
             x = obs.float()
         if self.is_image:
@@ -125,3 +124,10 @@ class Preprocessor(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.space}, output_shape={self.output_shape}"
+
+
+def one_hot(index: torch.Tensor, n: int) -> torch.Tensor:
+    """``F.one_hot(index, n).float()`` as a comparison with ``arange(n)``: F.one_hot reads
+    the values to check their range, which a compiled update cannot do (dynamo stops on a
+    data-dependent shape). An index outside ``[0, n)`` gives a row of zeros."""
+    return (index.unsqueeze(-1) == torch.arange(n, device=index.device)).float()

@@ -214,6 +214,14 @@ class Learner:
                              "given")
         self.params: list[torch.Tensor] = group_params
         self.names: list[str] = [by_id[id(p)] for p in group_params]
+        #: Where each learned parameter sits: every (module, attribute) that holds it, by
+        #: name, once per module object. A module reached by two paths (an encoder shared by
+        #: actor and critic) is named once; torch.func.functional_call given a name twice, or
+        #: left to tie weights itself, puts the traced tensor back in place of the parameter.
+        self._slots = {f"{prefix}.{name}" if prefix else name: by_id[id(param)]
+                       for prefix, module in self._call.named_modules()
+                       for name, param in module.named_parameters(recurse=False)
+                       if by_id[id(param)] in self.names}
         group = optimizer.param_groups[0]
         #: The learning rate as a tensor, read by the compiled step: a schedule changes the
         #: group's float, and this follows it without a recompilation.
@@ -258,8 +266,9 @@ class Learner:
     def _traced_step(self, loss_fn: LossFn, args: tuple[Any, ...]
                      ) -> tuple[torch.Tensor, Stats]:
         def of_params(params: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
-            loss, stats = torch.func.functional_call(self._call, params, (loss_fn, *args),
-                                                     strict=False)
+            in_place = {slot: params[name] for slot, name in self._slots.items()}
+            loss, stats = torch.func.functional_call(self._call, in_place, (loss_fn, *args),
+                                                     tie_weights=False, strict=False)
             return loss, (loss, stats)
 
         params = dict(zip(self.names, self.params, strict=True))
