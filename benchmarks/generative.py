@@ -42,26 +42,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from mnist_images import mnist_format, read_idx_images
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
+from whole_process import run_in_turn
 
 DATASET = "benchmark-mnist-format"
-
-
-def mnist_format(n: int, seed: int) -> np.ndarray:
-    """`n` 28x28 images in [0, 1]: upscaled digits, shifted by up to 3 pixels, noised."""
-    from sklearn.datasets import load_digits
-
-    rng = np.random.default_rng(seed)
-    digits = load_digits().images / 16.0
-    big = digits.repeat(3, axis=1).repeat(3, axis=2)  # 24x24
-    images = np.zeros((n, 28, 28), dtype=np.float32)
-    which, dy, dx = rng.integers(len(big), size=n), rng.integers(5, size=n), rng.integers(5, size=n)
-    for i in range(n):
-        images[i, dy[i]:dy[i] + 24, dx[i]:dx[i] + 24] = big[which[i]]
-    images += rng.normal(0.0, 0.05, images.shape).astype(np.float32)
-    return np.clip(images, 0.0, 1.0)[:, None]
 
 
 def register(data_dir: Path | None, images: int) -> None:
@@ -194,21 +181,6 @@ def inner_loops(args: argparse.Namespace) -> None:
         print(f"{label:22}{'':20}{ratio:>12.2f}")
 
 
-def read_idx_images(folder: Path) -> np.ndarray:
-    """MNIST's training images (its IDX file, gzipped or not), as floats in [0, 1] of shape
-    (N, 1, 28, 28)."""
-    import gzip
-
-    path = folder / "train-images-idx3-ubyte"
-    if path.exists():
-        raw = path.read_bytes()
-    else:
-        with gzip.open(folder / "train-images-idx3-ubyte.gz") as f:
-            raw = f.read()
-    data = np.frombuffer(raw, dtype=np.uint8, offset=16)
-    return (data.reshape(-1, 1, 28, 28) / np.float32(255)).astype(np.float32)
-
-
 def bare_loop(data_dir: Path, epochs: int) -> None:
     """The plain program (`--bare`): MNIST's training images, the example's loop, with
     torch's defaults."""
@@ -222,7 +194,6 @@ def bare_loop(data_dir: Path, epochs: int) -> None:
 
 
 def whole_processes(args: argparse.Namespace) -> None:
-    import subprocess
     import tempfile
 
     from toolkit.data import DATASETS
@@ -243,11 +214,8 @@ def whole_processes(args: argparse.Namespace) -> None:
                                 str(args.data_dir), "--epochs", str(args.epochs)]}
         walls: dict[str, list[float]] = {name: [] for name in commands}
         for k in range(args.runs):
-            names = list(commands)[k % 2:] + list(commands)[:k % 2]
-            for name in names:
-                start = time.perf_counter()
-                subprocess.run(commands[name], check=True, stdout=subprocess.DEVNULL)
-                walls[name].append(time.perf_counter() - start)
+            for name, wall in run_in_turn(commands, k).items():
+                walls[name].append(wall)
     print(f"VAE 784-400-20 on MNIST, {args.epochs} epochs, whole processes with their "
           f"defaults, {args.runs} runs each in turn (median)")
     print(f"{'':18}{'wall time':>12}{'train images/s':>16}")

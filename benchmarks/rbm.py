@@ -28,18 +28,35 @@ that both models see the same 0/1 data.
                              [--device cpu]
 
 With `--device cuda` gymkit's RBM trains on the GPU; scikit-learn's stays on one CPU thread.
+
+`--whole --data-dir DIR` times whole processes instead, as a user runs them, each with its
+defaults: `gymkit run generative rbm --dataset mnist --set hidden=500 --set batch_size=64`
+(its start-up, training on MNIST's training split, the evaluations and checkpoints) against
+benchmarks/sklearn_rbm.py, a fresh Python process that reads the same training images
+(grey levels in [0, 1], as scikit-learn's RBM example feeds them) and fits
+`BernoulliRBM(n_components=500, batch_size=64, learning_rate=0.05, n_iter=EPOCHS)` with
+numpy's default threads, nothing else; the two in turn, `--runs` times each. Printed: the
+wall time of each, their ratio, and each final model's full pseudo-log-likelihood per image
+on the same held-out images (the first 1,000 test images with gymkit's fixed binarization:
+gymkit's `eval/pseudo_ll_full` from its summary.json, and the same function on
+scikit-learn's weights).
+
+    python benchmarks/rbm.py --whole --data-dir DIR [--epochs 10] [--runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# From this folder, before it leaves sys.path:
+from mnist_images import mnist_format  # noqa: E402
+from whole_process import run_in_turn  # noqa: E402
+
 # Run as a script, this folder comes first on sys.path, where benchmarks/generative.py would
 # shadow the `generative` package that gymkit loads its trainers from.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
@@ -54,16 +71,9 @@ from toolkit.data import DATASETS, Dataset, Split, dataset_source  # noqa: E402
 from toolkit.sweep import summarize  # noqa: E402
 
 DATASET = "benchmark-binary-mnist-format"
+#: The whole-process comparison's RBM: the size and batch a user of scikit-learn's would pick.
+WHOLE_HIDDEN, WHOLE_BATCH = 500, 64
 EVAL_SEED = 7
-
-
-def mnist_format_images(n: int, seed: int) -> np.ndarray:
-    """benchmarks/generative.py's MNIST-format images (loaded from that file by path)."""
-    spec = importlib.util.spec_from_file_location("generative_benchmark", HERE / "generative.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.mnist_format(n, seed)
 
 
 def binary_images(data_dir: Path | None, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +82,7 @@ def binary_images(data_dir: Path | None, n: int) -> tuple[np.ndarray, np.ndarray
         real = DATASETS.get("mnist").load(data_dir)
         train, test = real.split("train").x[:n], real.split("test").x
     else:
-        train, test = mnist_format_images(n, 0), mnist_format_images(max(1, n // 6), 1)
+        train, test = mnist_format(n, 0), mnist_format(max(1, n // 6), 1)
     return (train > 0.5).astype(np.float32), (test > 0.5).astype(np.float32)
 
 
@@ -152,7 +162,11 @@ def main() -> None:
                         help="gymkit's start: zero as BernoulliRBM, or the guide's log-odds")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--device", default="cpu", help="gymkit's side: cpu, cuda or cuda:N")
+    parser.add_argument("--whole", action="store_true", help="time whole processes (above)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each whole process")
     args = parser.parse_args()
+    if args.whole:
+        return whole_processes(args)
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -193,6 +207,57 @@ def main() -> None:
         one_pixel, full = (summarize([pair[i] for pair in likelihoods[side]]) for i in (0, 1))
         print(f"{side:22}{rate:>10,.0f}/s{rate / theirs:>8.2f}x   1 pixel {interval(one_pixel)}"
               f"   full {interval(full)}")
+
+
+def whole_processes(args: argparse.Namespace) -> None:
+    import json
+    import tempfile
+
+    from generative.rbm import FULL_PLL_IMAGES
+    from generative.vae import EVAL_BINARIZATION_SEED
+    from toolkit.data.loader import binarized
+
+    if args.data_dir is None:
+        raise SystemExit("--whole needs --data-dir: a folder with MNIST's IDX files")
+    mnist = DATASETS.get("mnist").load(args.data_dir)
+    images = mnist.sizes()["train"]
+    with tempfile.TemporaryDirectory() as scratch:
+        weights = Path(scratch) / "sklearn.npz"
+        runs_dir = Path(scratch) / "runs"
+        commands = {
+            "gymkit run": [str(Path(sys.executable).with_name("gymkit")), "run", "generative",
+                           "rbm", "--dataset", "mnist", "--data-dir", str(args.data_dir),
+                           "--set", f"hidden={WHOLE_HIDDEN}", "--set",
+                           f"batch_size={WHOLE_BATCH}", "--epochs", str(args.epochs), "-q",
+                           "--runs-dir", str(runs_dir)],
+            "scikit-learn": [sys.executable, str(HERE / "sklearn_rbm.py"), str(args.data_dir),
+                             str(images), str(WHOLE_HIDDEN), str(WHOLE_BATCH),
+                             str(args.epochs), str(weights)]}
+        walls: dict[str, list[float]] = {name: [] for name in commands}
+        for k in range(args.runs):
+            for name, wall in run_in_turn(commands, k).items():
+                walls[name].append(wall)
+        summary = json.loads(max(runs_dir.glob("*/summary.json")).read_text())
+        ours = summary["final_eval"]["eval/pseudo_ll_full"]
+        fitted = np.load(weights)
+    test = torch.as_tensor(mnist.split("test").x).flatten(1)
+    held_out = binarized(test, "dynamic", torch.Generator().manual_seed(EVAL_BINARIZATION_SEED))
+    rbm = RBM(fitted["components"].shape[1], fitted["components"].shape[0])
+    with torch.no_grad():
+        rbm.weight.copy_(torch.as_tensor(fitted["components"].T, dtype=torch.float32))
+        rbm.visible_bias.copy_(torch.as_tensor(fitted["intercept_visible"]))
+        rbm.hidden_bias.copy_(torch.as_tensor(fitted["intercept_hidden"]))
+        theirs = float(full_pseudo_log_likelihood(rbm, held_out[:FULL_PLL_IMAGES]).mean())
+    print(f"Bernoulli RBM 784-{WHOLE_HIDDEN}, batch {WHOLE_BATCH}, {args.epochs} epochs of "
+          f"{images:,} MNIST training images, whole processes with their defaults, "
+          f"{args.runs} runs each in turn (median); full pseudo-log-likelihood per image of "
+          f"the last run's model on the first {FULL_PLL_IMAGES:,} test images")
+    print(f"{'':16}{'wall time':>12}{'PLL (full)':>13}")
+    medians = {name: float(np.median(w)) for name, w in walls.items()}
+    for name, pll in (("gymkit run", ours), ("scikit-learn", theirs)):
+        print(f"{name:16}{medians[name]:>10.1f} s{pll:>13.2f}")
+    print(f"{'ratio':16}{medians['scikit-learn'] / medians['gymkit run']:>12.2f}  "
+          "(scikit-learn's wall time / gymkit's: above 1, gymkit is faster)")
 
 
 def interval(summary: dict[str, float | int | None]) -> str:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,6 +46,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from whole_process import run_in_turn
 
 ALGOS = ("dqn", "ppo", "a2c")
 PEERS = ("SB3", "sbx")
@@ -483,11 +484,8 @@ def whole_processes(args: argparse.Namespace) -> None:
             walls: dict[str, list[float]] = {}
             for k, seed in enumerate(args.seeds):
                 commands = whole_commands(algo, seed, args.steps, runs_dir)
-                names = list(commands)
-                for name in names[k % len(names):] + names[:k % len(names)]:
-                    started = time.perf_counter()
-                    subprocess.run(commands[name], check=True, stdout=subprocess.DEVNULL)
-                    walls.setdefault(name, []).append(time.perf_counter() - started)
+                for name, wall in run_in_turn(commands, k).items():
+                    walls.setdefault(name, []).append(wall)
             print()
             print(f"{algo}{'':26}" + "".join(f"{f'seed {s}':>9}" for s in args.seeds)
                   + f"{'mean':>9}")

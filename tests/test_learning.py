@@ -164,6 +164,27 @@ def test_rl_benchmark_prints_each_algorithm_against_its_peers() -> None:
             assert _quotient_of_rounded(float(ratio[2]), solve["gymkit"], solve[peer], 0.05)
 
 
+def test_update_step_benchmark_times_both_paths_against_the_floor() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "update_step.py"),
+                          "--calls", "5", "--rounds", "1", "--cold"],
+                         capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    assert lines[0].startswith("DQN gradient step, CartPole preset (4-256-256-2, batch 64)")
+    rows = {cells[0]: cells[1:] for cells in map(_columns, lines[1:4])}
+    assert list(rows) == ["floor (products + fused Adam)", "compiled (compile=true)",
+                          "eager (compile=false)"]
+    floor = float(rows["floor (products + fused Adam)"][0].removesuffix(" us"))
+    for cells in rows.values():
+        micros, ratio = float(cells[0].removesuffix(" us")), float(cells[1].removesuffix("x floor"))
+        assert micros > 0 and ratio == pytest.approx(micros / floor, rel=0.02, abs=0.01)
+    assert re.fullmatch(r"first compiled call \(compilation, inductor's cache cold\): "
+                        r"[0-9.]+ s", lines[4])
+
+
 def test_rl_benchmark_times_whole_processes() -> None:
     """`--whole`: `gymkit run` and a bare SB3 process on the same budget, their wall times
     and the ratio of the means."""
@@ -210,12 +231,10 @@ def test_generative_benchmark_prints_both_loops_and_their_ratio() -> None:
         assert 100 < float(rows[name][3]) < 800
 
 
-def test_generative_benchmark_times_whole_processes(tmp_path: Path) -> None:
-    """`--whole`: `gymkit run generative vae` against the plain loop's process on the same
-    IDX files (small ones here, in MNIST's format)."""
-    import subprocess
-    import sys
-
+@pytest.fixture
+def small_mnist(tmp_path: Path) -> Path:
+    """A folder of MNIST's IDX files, gzipped, with 600 training and 100 test images of
+    random pixels: the format of the real thing, small."""
     from toolkit.data.builtin import IDX_FILES
     from toolkit.data.idx import write_idx
 
@@ -225,9 +244,18 @@ def test_generative_benchmark_times_whole_processes(tmp_path: Path) -> None:
                   rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
         write_idx(tmp_path / f"{IDX_FILES[key + '_y']}.gz",
                   rng.integers(0, 10, n).astype(np.uint8))
+    return tmp_path
+
+
+def test_generative_benchmark_times_whole_processes(small_mnist: Path) -> None:
+    """`--whole`: `gymkit run generative vae` against the plain loop's process on the same
+    IDX files."""
+    import subprocess
+    import sys
+
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, str(root / "benchmarks" / "generative.py"), "--whole",
-                          "--data-dir", str(tmp_path), "--epochs", "2", "--runs", "1"],
+                          "--data-dir", str(small_mnist), "--epochs", "2", "--runs", "1"],
                          capture_output=True, text=True, check=True).stdout
     rows = {cells[0]: cells[1:] for cells in map(_columns, out.splitlines()[2:])}
     assert list(rows) == ["gymkit run", "DataLoader loop", "ratio"]
@@ -237,6 +265,27 @@ def test_generative_benchmark_times_whole_processes(tmp_path: Path) -> None:
         assert rate == pytest.approx(images / wall, rel=0.06)  # wall printed to 0.1 s
     assert float(rows["ratio"][0]) == pytest.approx(
         float(rows["gymkit run"][1]) / float(rows["DataLoader loop"][1]), rel=0.02)
+
+
+def test_rbm_benchmark_times_whole_processes(small_mnist: Path) -> None:
+    """`--whole`: `gymkit run generative rbm` against scikit-learn's fit in a process of its
+    own, and both final models scored alike."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "rbm.py"), "--whole",
+                          "--data-dir", str(small_mnist), "--epochs", "1", "--runs", "1"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "1 epochs of 550 MNIST training images" in out
+    rows = {cells[0]: cells[1:] for cells in map(_columns, out.splitlines()[2:])}
+    assert list(rows) == ["gymkit run", "scikit-learn", "ratio"]
+    walls = {name: float(rows[name][0].removesuffix(" s")) for name in ("gymkit run",
+                                                                        "scikit-learn")}
+    for name in walls:  # nats per 784-pixel image; on random pixels, near a coin's log 2 each
+        assert -784 * 2 * np.log(2) < float(rows[name][1]) < -784 * 0.5 * np.log(2)
+    assert float(rows["ratio"][0]) == pytest.approx(walls["scikit-learn"] / walls["gymkit run"],
+                                                    rel=0.1, abs=0.05)  # walls to 0.1 s
 
 
 def test_rbm_benchmark_prints_every_seed_and_the_means_over_them() -> None:
