@@ -29,7 +29,9 @@ class ActionHead(nn.Module):
     def sample(self, dist: Distribution, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
-    def mode(self, dist: Distribution) -> torch.Tensor:
+    def mode(self, features: torch.Tensor) -> torch.Tensor:
+        """The most likely action of each row, from the features without building the
+        distribution (what a greedy evaluation asks at every step)."""
         raise NotImplementedError
 
     def log_prob(self, dist: Distribution, actions: torch.Tensor) -> torch.Tensor:
@@ -86,9 +88,9 @@ class CategoricalHead(ActionHead):
         assert isinstance(dist, Categorical)
         return categorical_sample(dist.probs, generator)
 
-    def mode(self, dist: Distribution) -> torch.Tensor:
-        assert isinstance(dist, Categorical)
-        return dist.logits.argmax(dim=1)
+    def mode(self, features: torch.Tensor) -> torch.Tensor:
+        # The argmax of the logits is that of the distribution's normalized ones.
+        return self.logits(features).argmax(dim=-1)
 
     def log_prob(self, dist: Distribution, actions: torch.Tensor) -> torch.Tensor:
         return dist.log_prob(actions.long())
@@ -139,9 +141,8 @@ class GaussianHead(ActionHead):
                             dtype=dist.mean.dtype)
         return dist.mean + dist.stddev * noise
 
-    def mode(self, dist: Distribution) -> torch.Tensor:
-        assert isinstance(dist, Normal)
-        return dist.mean
+    def mode(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mean(features)
 
     def log_prob(self, dist: Distribution, actions: torch.Tensor) -> torch.Tensor:
         return dist.log_prob(actions).sum(dim=1)

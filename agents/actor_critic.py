@@ -157,9 +157,8 @@ class ActorCriticPolicy(Policy):
             actor, self.state = self.net.actor_step(torch.as_tensor(obs, device=self.device),
                                                     self.state, starts)
             head = self.net.action_head
-            dist = head.distribution(actor)
-            actions = head.mode(dist) if self.deterministic else head.sample(dist,
-                                                                            self.generator)
+            actions = (head.mode(actor) if self.deterministic
+                       else head.sample(head.distribution(actor), self.generator))
         return env_actions(actions, self.action_space)
 
 

@@ -130,5 +130,4 @@ class ActorCritic(nn.Module):
         state = self.initial_state(batch, obs.device)
         starts = torch.ones(batch, device=obs.device)
         actor, critic, _ = self.features(obs, state, starts)
-        dist = self.action_head.distribution(actor)
-        return self.action_head.mode(dist), self.value(critic)
+        return self.action_head.mode(actor), self.value(critic)

@@ -211,6 +211,30 @@ def test_acting_draws_what_torch_draws(overrides: dict[str, Any]) -> None:
         assert torch.equal(net.critic_value(obs, [], torch.ones(16)), net.value(critic))
 
 
+@pytest.mark.parametrize("target", ["cartpole", "Pendulum-v1"])
+def test_the_deterministic_policy_takes_the_distributions_mode(target: str) -> None:
+    """Greedy evaluation: the most probable action of the categorical, the Gaussian's mean
+    (clipped to the action space), computed without building the distribution."""
+    agent = _agent(PPO, target)
+    with torch.no_grad():
+        for param in agent.net.action_head.parameters():  # far from uniform logits
+            param.normal_(0.0, 3.0, generator=torch.Generator().manual_seed(0))
+    obs = torch.randn(64, *agent.envs.single_observation_space.shape,
+                      generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        actor, _, _ = agent.net.features(obs, [], torch.ones(64))
+        dist = agent.net.action_head.distribution(actor)
+    if target == "cartpole":
+        expected = dist.probs.argmax(dim=1).numpy()
+        assert 0 < expected.sum() < 64  # both actions occur
+    else:
+        space = agent.envs.single_action_space
+        expected = np.clip(dist.mean.numpy(), space.low, space.high)
+    policy = agent.policy(deterministic=True)
+    policy.reset(64)
+    np.testing.assert_array_equal(policy.act(obs.numpy(), np.ones(64, bool)), expected)
+
+
 def test_stochastic_policies_are_seeded() -> None:
     agent = _agent(PPO, "Pendulum-v1")
     obs = agent.obs.numpy()

@@ -22,15 +22,10 @@ run resumes in either mode. The two modes compute the same update in another ord
 floating-point operations: they agree to a tolerance (tests/test_numerics.py), and each
 gives the same bits run to run on one machine.
 
-Why this mechanism (docs/architecture.md has the figures): measured on an AMD EPYC (Zen 4,
-one thread), one DQN gradient step of CartPole's 4-256-256-2 network on 64 transitions
-takes 856 us eagerly and 658 us compiled, against 479 us for its matrix products and
-torch's fused Adam alone; a PPO minibatch step of two 4-64-64 networks on 256 steps 1,517
-us eagerly and 598 us compiled. The hand-derived backward that it replaces was within 5%
-of the compiled step on the DQN network, but held derivative formulas and optimizer
-arithmetic in each algorithm, and reproduced torch's bits only on the CPU it was tuned on.
-Compiling costs 11-18 s the first time a graph is seen and 3-4 s once inductor's on-disk
-cache holds it, which is why short runs stay eager.
+Why this mechanism, measured against eager torch, the hand-derived backward it replaced and
+the floor of the step's own matrix products: docs/architecture.md ("The fast path").
+Compiling costs seconds (more with inductor's on-disk cache cold), which is why short runs
+stay eager (`resolve_compile`).
 """
 
 from __future__ import annotations
