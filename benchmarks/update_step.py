@@ -11,9 +11,11 @@ three take turns, `--calls` calls each per round, for `--rounds` rounds, on one 
 one torch thread; printed: the median microseconds per step of each and its ratio to the
 floor, and how long the first compiled call took (the compilation: with inductor's on-disk
 cache warm, or cold with `--cold`, which gives inductor an empty cache folder).
+`--profile` then runs the compiled step `--calls` times more under cProfile and prints
+where its time goes (the functions that take the most time of their own).
 
     python benchmarks/update_step.py [--batch 64] [--calls 1000] [--rounds 5] [--core 0]
-                                     [--cold]
+                                     [--cold] [--profile]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -74,6 +77,24 @@ def floor_step(q_net: Any, batch: int) -> Callable[[], None]:
     return step
 
 
+def profile(step: Callable[[], Any], calls: int) -> None:
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(calls):
+        step()
+    profiler.disable()
+    print(f"\nthe compiled step under cProfile, {calls:,} calls: time of its own per call")
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    rows = sorted(((own, calls_, f"{name} ({Path(file).name}:{line})")
+                   for (file, line, name), (_, calls_, own, _, _) in stats.items()),
+                  reverse=True)
+    for own, count, where in rows[:8]:
+        print(f"{own / calls * 1e6:>8.0f} us  {count // calls:>3}x  {where}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
@@ -81,6 +102,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--core", type=int, default=0)
     parser.add_argument("--cold", action="store_true", help="compile with an empty cache")
+    parser.add_argument("--profile", action="store_true", help="profile the compiled step")
     args = parser.parse_args()
     cold = tempfile.TemporaryDirectory() if args.cold else None
     if cold is not None:
@@ -122,6 +144,8 @@ def main() -> None:
         print(f"{name:32}{median:>8.0f} us{median / floor:>8.2f}x floor")
     print(f"first compiled call (compilation, inductor's cache "
           f"{'cold' if cold else 'warm or cold'}): {first_call:.1f} s")
+    if args.profile:
+        profile(lambda: compiled(obs, actions, target), args.calls)
     compiled_agent.close()
     eager_agent.close()
     if cold is not None:

@@ -170,7 +170,7 @@ def test_update_step_benchmark_times_both_paths_against_the_floor() -> None:
 
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, str(root / "benchmarks" / "update_step.py"),
-                          "--calls", "5", "--rounds", "1", "--cold"],
+                          "--calls", "5", "--rounds", "1", "--cold", "--profile"],
                          capture_output=True, text=True, check=True).stdout
     lines = out.splitlines()
     assert lines[0].startswith("DQN gradient step, CartPole preset (4-256-256-2, batch 64)")
@@ -183,6 +183,9 @@ def test_update_step_benchmark_times_both_paths_against_the_floor() -> None:
         assert micros > 0 and ratio == pytest.approx(micros / floor, rel=0.02, abs=0.01)
     assert re.fullmatch(r"first compiled call \(compilation, inductor's cache cold\): "
                         r"[0-9.]+ s", lines[4])
+    assert lines[6] == "the compiled step under cProfile, 5 calls: time of its own per call"
+    assert len(lines) == 15 and all(re.fullmatch(r"\s*[0-9]+ us\s+[0-9]+x  .+", line)
+                                    for line in lines[7:])
 
 
 def test_rl_benchmark_times_whole_processes() -> None:

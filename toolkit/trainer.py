@@ -210,9 +210,8 @@ class Agent(Trainer):
     default_run: ClassVar[dict[str, Any]] = {"eval_every": 10_000, "checkpoint_every": 50_000,
                                              "log_every": 1_000}
     #: Envs that an evaluation plays side by side. Results do not depend on it: episode k
-    #: of an evaluation starts from its own seed whichever env plays it. 20, the presets'
-    #: periodic evaluations in one wave: a greedy CartPole policy evaluated 21 us per env
-    #: step on 8 envs, 13-15 on 20 or 32 (one network call per vector step).
+    #: of an evaluation starts from its own seed whichever env plays it. 20: the presets'
+    #: periodic evaluations in one wave, one network call per step for all of them.
     eval_envs: ClassVar[int] = 20
 
     @classmethod
