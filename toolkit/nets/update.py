@@ -48,7 +48,7 @@ from torch.optim.sgd import sgd
 #: The run setting ``compile``: true, false, or "auto".
 CompileMode = Literal["auto"] | bool
 #: With ``compile: auto``, an update function is compiled when the run is expected to call
-#: it at least this many times: at 3-4 s to compile (warm cache), a few hundred
+#: it at least this many times: at 4-5 s to compile (warm cache), a few hundred
 #: microseconds saved per call pay for it after about this many calls.
 AUTO_MIN_CALLS = 5_000
 #: torch.nn.utils.clip_grad_norm_'s guard against a zero norm.
