@@ -214,8 +214,7 @@ def whole_processes(args: argparse.Namespace) -> None:
     import tempfile
 
     from generative.rbm import FULL_PLL_IMAGES
-    from generative.vae import EVAL_BINARIZATION_SEED
-    from toolkit.data.loader import binarized
+    from toolkit.data.loader import binarized_for_evaluation
 
     if args.data_dir is None:
         raise SystemExit("--whole needs --data-dir: a folder with MNIST's IDX files")
@@ -241,7 +240,7 @@ def whole_processes(args: argparse.Namespace) -> None:
         ours = summary["final_eval"]["eval/pseudo_ll_full"]
         fitted = np.load(weights)
     test = torch.as_tensor(mnist.split("test").x).flatten(1)
-    held_out = binarized(test, "dynamic", torch.Generator().manual_seed(EVAL_BINARIZATION_SEED))
+    held_out = binarized_for_evaluation(test, "dynamic")
     rbm = RBM(fitted["components"].shape[1], fitted["components"].shape[0])
     with torch.no_grad():
         rbm.weight.copy_(torch.as_tensor(fitted["components"].T, dtype=torch.float32))

@@ -102,10 +102,9 @@ from generative.rbm_model import (
     pseudo_log_likelihood,
     sparsity_gradient,
 )
-from generative.vae import EVAL_BINARIZATION_SEED
 from toolkit.config import TrainerConfig, check_range, param
 from toolkit.data import Dataset
-from toolkit.data.loader import binarized
+from toolkit.data.loader import binarized, binarized_for_evaluation
 from toolkit.data.movielens import MAX_STARS
 from toolkit.errors import ConfigError, GymkitError
 from toolkit.images import image_grid
@@ -338,8 +337,7 @@ class RBMTrainer(ImageTrainer):
             return (flat - self.data_mean) / self.data_std
         if self.cfg.binarize == "none":
             return flat
-        fixed = torch.Generator().manual_seed(EVAL_BINARIZATION_SEED)
-        return binarized(flat.cpu(), self.cfg.binarize, fixed).to(self.device)
+        return binarized_for_evaluation(flat, self.cfg.binarize).to(self.device)
 
     def _need_images(self, what: str) -> None:
         if not self.dataset.is_image:

@@ -33,15 +33,12 @@ from generative.image_trainer import ImageTrainer, check_halves_twice
 from toolkit import progress
 from toolkit.config import TrainerConfig, check_activation, check_range, check_sizes, param
 from toolkit.data import Dataset
-from toolkit.data.loader import binarized
+from toolkit.data.loader import binarized, binarized_for_evaluation
 from toolkit.errors import ConfigError
 from toolkit.images import image_grid
 from toolkit.nets.mlp import MLP, activation_class
 from toolkit.trainer import TrainerContext
 
-#: The fixed binarization of the evaluation splits draws from this seed (not the run's): every
-#: run of every model is measured on the same binary images.
-EVAL_BINARIZATION_SEED = 20_140_101
 #: Images scored per forward pass in evaluations (bounds the memory of K importance samples).
 EVAL_CHUNK = 500
 #: Decoded images per pass of the importance-weighted NLL (samples times images): bounds its
@@ -201,9 +198,8 @@ class VAETrainer(ImageTrainer):
         """For a Bernoulli likelihood, binarized once: the same images in every run."""
         if not self._bernoulli() or self.cfg.binarize == "none":
             return x
-        fixed = torch.Generator().manual_seed(EVAL_BINARIZATION_SEED)
         how = "dynamic" if self.cfg.binarize == "dynamic" else "threshold"
-        return binarized(x.cpu(), how, fixed).to(self.device)
+        return binarized_for_evaluation(x, how).to(self.device)
 
     # -- training ---------------------------------------------------------------------
 

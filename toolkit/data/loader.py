@@ -45,6 +45,18 @@ def binarized(x: torch.Tensor, how: str, generator: torch.Generator | None = Non
     raise ValueError(f"binarize must be 'none', 'threshold' or 'dynamic', got {how!r}")
 
 
+#: The fixed binarization of the evaluation splits draws from this seed (not the run's): every
+#: run of every model is measured on the same binary images.
+EVAL_BINARIZATION_SEED = 20_140_101
+
+
+def binarized_for_evaluation(x: torch.Tensor, how: str) -> torch.Tensor:
+    """`x` binarized as every evaluation of every model does it: ``"dynamic"`` with one
+    fixed draw (`EVAL_BINARIZATION_SEED`, drawn on the CPU so that it is the same on any
+    device), ``"threshold"`` or ``"none"``; on the CPU."""
+    return binarized(x.cpu(), how, torch.Generator().manual_seed(EVAL_BINARIZATION_SEED))
+
+
 class ShuffledBatches:
     """Index batches over `n` samples, a fresh permutation each epoch.
 
