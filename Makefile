@@ -8,17 +8,25 @@ BIN := $(VENV)/bin
 # CUDA build. Override for your machine, e.g. `make run TORCH="torch==2.5.1"`.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup run test lint clean mutate test-template test-numerics
+.PHONY: setup setup-run run test lint clean mutate test-template test-numerics
 
-setup: $(VENV)/.installed
+# What running needs (`make run`): gymkit and its dependencies, no extra.
+setup-run: $(VENV)/.runtime
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.runtime: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+# What the tests need besides (`make test`): the dev extra.
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: $(VENV)/.runtime
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
-run: setup
+run: setup-run
 	$(BIN)/gymkit run agent frozenlake
 
 lint: setup
