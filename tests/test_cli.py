@@ -72,11 +72,47 @@ def test_config_file_and_set_layers(tmp_path: Path) -> None:
 
 
 def test_list_shows_plugins_and_envs() -> None:
-    code, out = invoke("list")
+    code, out = invoke("list", "all")
     assert code == 0
     for text in ("qlearning", "frozenlake8x8", "FrozenLake-v1", "taxi", "cliffwalking",
                  "cartpole", "gymkit"):
         assert text in out, text
+
+
+def test_list_summarizes_every_kind_on_one_screen() -> None:
+    from toolkit.data import DATASETS
+    from toolkit.environments import ENVS
+    from toolkit.registry import AGENTS, GENERATIVE
+
+    result = CliRunner().invoke(app, ["list"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) <= 40 and max(map(len, lines)) <= 80, result.stdout
+    names = set(re.split(r"[,\s]+", result.stdout))
+    for registry in (AGENTS, GENERATIVE, ENVS, DATASETS):
+        assert set(registry.names()) <= names
+    for title, registry in (("agents", AGENTS), ("generative models", GENERATIVE),
+                            ("environments", ENVS), ("datasets", DATASETS)):
+        assert f"{title} ({len(registry.names())})" in result.stdout
+    assert "frozenlake:linear-qnet" in names
+
+
+def test_list_envs_shows_presets_and_the_agents_that_fit() -> None:
+    result = CliRunner().invoke(app, ["list", "envs"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    frozenlake = next(line for line in result.stdout.splitlines()
+                      if line.startswith("frozenlake "))
+    assert re.search(r"\bqlearning, .*\bdqn\b.*\blinear-qnet\b", frozenlake), frozenlake
+    cartpole = next(line for line in result.stdout.splitlines()
+                    if line.startswith("cartpole "))
+    assert "qlearning" not in cartpole and "dqn, " in cartpole  # Box observations
+
+
+def test_list_presets_names_the_envs_and_the_models_sets() -> None:
+    result = CliRunner().invoke(app, ["list", "presets"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "gymkit run agent frozenlake --preset linear-qnet" in result.stdout
+    assert "gymkit run generative vae --preset pytorch-examples" in result.stdout
 
 
 def test_eval_reports_success_rate(trained: Path) -> None:

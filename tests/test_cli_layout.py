@@ -41,7 +41,7 @@ def names_in_first_column(text: str) -> set[str]:
 # -- gymkit list ------------------------------------------------------------------------------
 
 def test_list_never_cuts_a_name() -> None:
-    result = invoke("list")
+    result = invoke("list", "all")
     assert result.exit_code == 0, result.output
     assert_fits(result.stdout)
     first = names_in_first_column(result.stdout)
@@ -61,7 +61,7 @@ def test_list_keeps_long_names_and_ids_whole() -> None:
                  description="many words to describe it " * 5,
                  source="a-package-with-a-long-name")
     try:
-        result = invoke("list")
+        result = invoke("list", "all")
     finally:
         ENVS.remove(name)
         DATASETS.remove(dataset)
@@ -75,7 +75,7 @@ def test_list_keeps_long_names_and_ids_whole() -> None:
 def test_datasets_table_is_shown_empty_with_a_package_column(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(DATASETS, "entries", list)  # none installed, whatever is installed here
-    result = invoke("list")
+    result = invoke("list", "all")
     datasets = result.stdout.split("datasets")[1].split("environments")[0]
     assert re.search(r"name\s+shape\s+size\s+source\s+description\s+package", datasets), \
         datasets
@@ -92,7 +92,7 @@ def test_datasets_table_names_the_package() -> None:
 
     DATASETS.add("three-points", points)
     try:
-        result = invoke("list")
+        result = invoke("list", "all")
     finally:
         DATASETS.remove("three-points")
     datasets = result.stdout.split("datasets")[1].split("environments")[0]
@@ -190,7 +190,7 @@ def test_list_warns_about_a_name_two_packages_register() -> None:
     ENVS.add("taxi", EnvPreset("taxi", "Taxi-v3", description="another taxi"),
              description="another taxi", source="other-envs")
     try:
-        result = invoke("list")
+        result = invoke("list", "all")
     finally:
         ENVS.remove("taxi", source="other-envs")
     assert result.exit_code == 0, result.output

@@ -221,7 +221,7 @@ def env_rows(output: str, names: set[str]) -> dict[str, str]:
 
 
 def invoke_list() -> Result:
-    return CliRunner().invoke(app, ["list"], env={"COLUMNS": "200"})
+    return CliRunner().invoke(app, ["list", "envs"], env={"COLUMNS": "200"})
 
 
 def test_list_shows_the_time_limit_of_each_env(limitless_env: str) -> None:

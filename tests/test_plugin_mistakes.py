@@ -70,7 +70,7 @@ def test_a_name_clash_with_a_builtin(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (tmp_path / "src").mkdir()
     _fake_entry_points(tmp_path / "src", monkeypatch, {
         "my-plugins": AGENT_MODULE.format(name="qlearning", dist="my-plugins")})
-    code, out = invoke("list")
+    code, out = invoke("list", "all")
     assert code == 0, out
     flat = " ".join(out.split())
     assert "gymkit:qlearning" in flat and "my-plugins:qlearning" in flat
@@ -99,10 +99,12 @@ def test_a_config_that_is_not_a_dataclass(tmp_path: Path, monkeypatch: pytest.Mo
 
         AGENTS.add("sloppy", Sloppy)
     """})
-    code, out = invoke("list")
+    code, out = invoke("list", "all")
     assert code == 0, out
     assert "sloppy" in out and "UNUSABLE: agent 'sloppy' from sloppy cannot be used" in " ".join(
         out.split())
+    code, out = invoke("list")
+    assert code == 0 and "sloppy (UNUSABLE)" in out, out
     code, out = invoke("run", "agent", "frozenlake", "--algo", "sloppy", "--runs-dir",
                        str(tmp_path / "r"))
     assert code == 2

@@ -253,7 +253,7 @@ def run_agent(
     episodes: Annotated[int | None, typer.Option(
         metavar="N", help="training budget in episodes")] = None,
     preset: Annotated[str | None, typer.Option(
-        metavar="NAME", help="a named hyperparameter set of the env (see `gymkit list`), "
+        metavar="NAME", help="a named hyperparameter set of the env (see `gymkit list presets`), "
                              "e.g. linear-qnet")] = None,
     set_: SetOpt = None,
     config: ConfigOpt = None,
@@ -278,7 +278,8 @@ def run_generative(
         metavar="N", help="training budget in epochs")] = None,
     steps: StepsOpt = None,
     preset: Annotated[str | None, typer.Option(
-        metavar="NAME", help="a named hyperparameter set of the model, e.g. textbook")] = None,
+        metavar="NAME", help="a named hyperparameter set of the model (see `gymkit list "
+                             "presets`), e.g. textbook")] = None,
     data_dir: Annotated[Path | None, typer.Option(
         "--data-dir", metavar="DIR", parser=_path,
         help="where the dataset's files are (mnist's IDX files, a folder of images)")] = None,
@@ -770,24 +771,93 @@ def _sweep(kind: str, target: str | None, plugin: str | None, seeds: str,
         raise typer.Exit(EXIT_BUG)
 
 
+class ListKind(str, Enum):
+    agents = "agents"
+    models = "models"
+    envs = "envs"
+    datasets = "datasets"
+    presets = "presets"
+    all = "all"
+
+
 @app.command("list", cls=GymkitCommand)
-def list_plugins() -> None:
-    """Every registered agent, generative trainer, environment and dataset."""
+def list_plugins(kind: Annotated[ListKind | None, typer.Argument(
+        help="one kind in full: agents, models, envs (with their presets and the agents that "
+             "fit them), datasets, presets, or all")] = None) -> None:
+    """What is installed: a summary of each kind, or one kind in full."""
+    from toolkit.data import DATASETS
+    from toolkit.environments import ENVS
+    from toolkit.registry import AGENTS, GENERATIVE, load_problems
+
+    out = stdout()
+    if kind is None:
+        _list_summary(out)
+    else:
+        shown = ([ListKind.agents, ListKind.models, ListKind.datasets, ListKind.envs]
+                 if kind is ListKind.all else [kind])
+        for one in shown:
+            LISTINGS[one](out)
+            out.print()
+    for line in [*name_clashes((AGENTS, GENERATIVE, ENVS, DATASETS)), *load_problems]:
+        stderr().print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
+
+
+def _list_summary(out: Console) -> None:
+    """Each kind's count and names, wrapped to the terminal: one screen."""
+    import textwrap
+
     from toolkit.data import DATASETS
     from toolkit.environments import ENVS
     from toolkit.registry import AGENTS, GENERATIVE
+
+    env_presets = [f"{e.name}:{preset}" for e in ENVS.entries() if not e.error
+                   for preset in e.obj.presets]
+
+    def usable_and_not(registry: Any) -> list[str]:
+        broken = sorted({f"{e.name} (UNUSABLE)" for e in registry.entries() if e.error})
+        return [*registry.names(), *broken]
+
+    kinds = (("agents", "agents", usable_and_not(AGENTS)),
+             ("generative models", "models", usable_and_not(GENERATIVE)),
+             ("environments", "envs", usable_and_not(ENVS)),
+             ("datasets", "datasets", usable_and_not(DATASETS)),
+             ("env presets", "presets (the models' too)", env_presets))
+    width = max(40, min(out.width, 100))
+    for title, word, names in kinds:
+        out.print(f"[bold]{title}[/] ({len(names)})  [dim]gymkit list {word}[/]")
+        out.print(textwrap.fill(", ".join(names) or "none registered yet", width,
+                                initial_indent="  ", subsequent_indent="  ",
+                                break_on_hyphens=False), highlight=False)
+    out.print("Any gymnasium id is an env too: gymkit run agent FrozenLake-v1 --algo qlearning")
+
+
+def _list_plugins_of(out: Console, title: str, registry: Any) -> None:
     from toolkit.report import fitted_table
 
-    out = stdout()
+    rows = [(e.name, f"UNUSABLE: {e.error}" if e.error else e.description, e.source)
+            for e in registry.entries()] or [("—", "none registered yet", "")]
+    out.print(fitted_table(title, ("name", "description", "package"), rows, out.width,
+                           shrink=("description", "package"),
+                           floors={"package": _package_floor(rows)}))
+
+
+def _list_agents(out: Console) -> None:
+    from toolkit.registry import AGENTS
+
+    _list_plugins_of(out, "agents", AGENTS)
+
+
+def _list_models(out: Console) -> None:
+    from toolkit.registry import GENERATIVE
+
+    _list_plugins_of(out, "generative trainers", GENERATIVE)
+
+
+def _list_datasets(out: Console) -> None:
+    from toolkit.data import DATASETS
+    from toolkit.report import fitted_table
+
     width = out.width
-    none = ("—", "none registered yet", "")
-    for title, registry in (("agents", AGENTS), ("generative trainers", GENERATIVE)):
-        rows = [(e.name, f"UNUSABLE: {e.error}" if e.error else e.description, e.source)
-                for e in registry.entries()] or [none]
-        out.print(fitted_table(title, ("name", "description", "package"), rows, width,
-                               shrink=("description", "package"),
-                               floors={"package": _package_floor(rows)}))
-        out.print()
     data_rows = [(e.name, "", "", "", f"UNUSABLE: {e.error}", e.source) if e.error else
                  (e.name, e.obj.shape_text(), e.obj.size, e.obj.origin, e.description, e.source)
                  for e in DATASETS.entries()] or [("—", "", "", "", "none registered yet", "")]
@@ -796,7 +866,13 @@ def list_plugins() -> None:
                            shrink=("description", "source", "package", "size"),
                            floors={"package": _package_floor(data_rows), "source": 12,
                                    "size": 8, "description": 15}))
-    out.print()
+
+
+def _list_envs(out: Console) -> None:
+    from toolkit.environments import ENVS
+    from toolkit.report import fitted_table
+
+    width = out.width
     env_rows = []
     origins: set[str] = set()
     for env_entry in ENVS.entries():
@@ -808,14 +884,20 @@ def list_plugins() -> None:
         gym_id = "\n".join([*id_lines(preset.id), *(f"{k}={v}" for k, v in preset.kwargs.items()
                                                     if k != "max_episode_steps"),
                             time_limit_line(limit, origin)])
-        env_rows.append((env_entry.name, gym_id, preset.algo, env_entry.description,
-                         env_entry.source))
+        agents = ", ".join([preset.algo, *(a for a in _fitting(env_entry.name)
+                                           if a != preset.algo)])
+        env_rows.append((env_entry.name, gym_id, agents, "\n".join(preset.presets) or "—",
+                         env_entry.description, env_entry.source))
     out.print(fitted_table("environments",
-                           ("name", "gymnasium id", "default agent", "description", "package"),
-                           env_rows or [("—", "", "", "none registered yet", "")], width,
-                           shrink=("description", "package", "gymnasium id", "default agent"),
+                           ("name", "gymnasium id", "agents", "presets", "description",
+                            "package"),
+                           env_rows or [("—", "", "", "", "none registered yet", "")], width,
+                           shrink=("description", "package", "gymnasium id", "agents",
+                                   "presets"),
                            floors={"description": 15, "package": _package_floor(env_rows),
-                                   "gymnasium id": ID_FLOOR, "default agent": 9}))
+                                   "gymnasium id": ID_FLOOR, "agents": 18, "presets": 7}))
+    out.print("agents: the default first, then every other installed agent that fits the "
+              "env's spaces.")
     if "gymkit default" in origins:
         out.print("* gymkit's time limit for an env registered without one; set "
                   "max_episode_steps in the preset's kwargs to change it.")
@@ -824,10 +906,46 @@ def list_plugins() -> None:
                   "run; set max_episode_steps in the preset's kwargs to show it.")
     out.print("Any gymnasium id works as well, e.g. `gymkit run agent FrozenLake-v1 --algo "
               "qlearning`.")
-    from toolkit.registry import load_problems
 
-    for line in [*name_clashes((AGENTS, GENERATIVE, ENVS, DATASETS)), *load_problems]:
-        stderr().print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
+
+def _fitting(env_name: str) -> list[str]:
+    """The installed agents that fit `env_name`'s spaces; none when the env cannot be made
+    here (an optional extra it needs is missing)."""
+    from toolkit.environments import resolve_env
+    from toolkit.launch import fitting_agents
+    from toolkit.registry import AGENTS
+
+    try:
+        return fitting_agents(resolve_env(env_name)[0], AGENTS)
+    except Exception:  # a listing shows what it can
+        return []
+
+
+def _list_presets(out: Console) -> None:
+    """Every named hyperparameter set (`--preset NAME`): the envs' and the models'."""
+    from toolkit.environments import ENVS
+    from toolkit.registry import GENERATIVE
+    from toolkit.report import fitted_table
+
+    rows = []
+    for entry in ENVS.entries():
+        for name, values in entry.obj.presets.items():
+            rows.append((name, f"gymkit run agent {entry.name} --preset {name}",
+                         str(values.get("algo") or entry.obj.algo)))
+    for model in GENERATIVE.entries():
+        if model.error:
+            continue
+        for name in getattr(GENERATIVE.get(model.name), "presets", {}):
+            rows.append((name, f"gymkit run generative {model.name} --preset {name}",
+                         model.name))
+    out.print(fitted_table("presets", ("name", "command", "plugin"),
+                           rows or [("—", "none registered yet", "")], out.width,
+                           shrink=("command",), floors={"command": 20}))
+
+
+LISTINGS = {ListKind.agents: _list_agents, ListKind.models: _list_models,
+            ListKind.envs: _list_envs, ListKind.datasets: _list_datasets,
+            ListKind.presets: _list_presets}
 
 
 #: The width the gymnasium id column of `gymkit list` gives way to on a narrow terminal.
