@@ -23,12 +23,12 @@ from toolkit.sweep import (
     aggregate_trials,
     configurations,
     interquartile_mean,
-    latest_run,
     parse_grid,
     parse_seeds,
     run_sweep,
     summarize,
 )
+from toolkit.trial import latest_run
 
 SETS = ["eval_every=1000", "checkpoint_every=1000", "eval_episodes=10", "final_eval_episodes=50"]
 STEPS = 2000

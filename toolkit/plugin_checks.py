@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 from typing import Any
 
 from toolkit.config import RunSettings, TrainerConfig
@@ -17,11 +18,12 @@ from toolkit.errors import PluginError, type_name
 
 def check_trainer_class(kind: str, cls: Any) -> None:
     """Raise PluginError if `cls` cannot be registered as a `kind` plugin."""
-    from toolkit.trainer import Agent, GenerativeTrainer
-
-    base = {"agent": Agent, "generative": GenerativeTrainer}[kind]
-    if not (inspect.isclass(cls) and issubclass(cls, base)):
-        raise PluginError(f"{_name(cls)} must be a subclass of toolkit.trainer.{base.__name__}")
+    # toolkit.trainer sits above the registry that calls this, so it is not imported here:
+    # a subclass of its Agent can only exist once something has imported it.
+    base_name = {"agent": "Agent", "generative": "GenerativeTrainer"}[kind]
+    base = getattr(sys.modules.get("toolkit.trainer"), base_name, None)
+    if base is None or not (inspect.isclass(cls) and issubclass(cls, base)):
+        raise PluginError(f"{_name(cls)} must be a subclass of toolkit.trainer.{base_name}")
     abstract = sorted(getattr(cls, "__abstractmethods__", ()))
     if abstract:
         raise PluginError(f"{cls.__name__} does not implement {', '.join(abstract)}")

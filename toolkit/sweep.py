@@ -26,7 +26,6 @@ import itertools
 import json
 import math
 import multiprocessing
-import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -42,6 +41,7 @@ from toolkit import progress
 from toolkit.config import MAX_SEED, parse_assignments
 from toolkit.errors import ConfigError, GymkitError
 from toolkit.rundir import RunDir, read_json, write_json
+from toolkit.trial import Trial, config_name, init_worker, run_trial, safe_name
 from toolkit.trust import vouched_by
 
 SWEEP_JSON = "sweep.json"
@@ -108,13 +108,6 @@ def configurations(grid: dict[str, list[str]]) -> list[dict[str, str]]:
             itertools.product(*(grid[k] for k in keys))]
 
 
-def config_name(config: dict[str, str]) -> str:
-    """``alpha=0.1,gamma=0.9``: a configuration's name and its folder under trials/."""
-    if not config:
-        return "default"
-    return ",".join(f"{k}={_safe(v)}" for k, v in config.items())
-
-
 def trial_assignments(config: dict[str, str]) -> list[str]:
     return [f"{k}={v}" for k, v in config.items()]
 
@@ -149,25 +142,6 @@ class SweepDefinition:
 
 
 @dataclass
-class Trial:
-    config: dict[str, str]
-    seed: int
-    #: The slot, relative to the sweep directory, that holds the trial's run directory.
-    slot: str
-    status: str = "pending"
-    error: str | None = None
-    run_dir: str | None = None
-    #: Whether this invocation trained it (False: it had completed before, or was not reached).
-    ran: bool = False
-    final_eval: dict[str, float] = field(default_factory=dict)
-
-    def record(self) -> dict[str, Any]:
-        return {"config": self.config, "config_name": config_name(self.config),
-                "seed": self.seed, "slot": self.slot, "status": self.status,
-                "error": self.error, "run_dir": self.run_dir, "final_eval": self.final_eval}
-
-
-@dataclass
 class SweepResult:
     path: Path
     trials: list[Trial]
@@ -188,93 +162,9 @@ def make_trials(grid: dict[str, list[str]], seeds: list[int]) -> list[Trial]:
             for config in configurations(grid) for seed in seeds]
 
 
-# -- one trial, in a worker process or in this one ---------------------------------------
-
-_stop_event: Any = None
-
-
-def _init_worker(stop_event: Any) -> None:
-    """Ctrl-C reaches the whole process group: a worker leaves it to the runner, whose
-    handler stops the run after its step and checkpoints it; between runs it is ignored,
-    and the sweep's stop event tells a run that had not started its loop yet."""
-    global _stop_event
-    _stop_event = stop_event
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _stop_check(runner: Any) -> None:
-    now = time.monotonic()
-    if now - getattr(runner, "_sweep_checked", 0.0) >= 0.1:
-        runner._sweep_checked = now
-        if _stop_event is not None and _stop_event.is_set():
-            runner.request_stop()
-
-
-def latest_run(slot: Path) -> Path | None:
-    """The newest run directory in a trial's slot (names start with the date and time)."""
-    if not slot.is_dir():
-        return None
-    runs = sorted(p for p in slot.iterdir() if (p / "config.json").is_file())
-    return runs[-1] if runs else None
-
-
-def run_trial(task: dict[str, Any]) -> dict[str, Any]:
-    """Skip, resume or start one trial; never raises for the trial's own failure."""
-    from toolkit import launch
-
-    slot = Path(task["slot"])
-    console = Console(file=io.StringIO())
-    run_dir: Path | None = None
-    try:
-        latest = latest_run(slot)
-        if latest is not None:
-            status = RunDir(latest).read_summary().get("status")
-            if status == "completed":
-                return _outcome(latest, ran=False)
-        if latest is not None and status != "failed" and RunDir(latest).checkpoint().is_file():
-            run_dir = latest
-            # The sweep's own command names the env: its entries are the user's choice.
-            runner, checkpoint = launch.resume(latest, console=console, quiet=True,
-                                               on_step=_stop_check,
-                                               vouched=task.get("vouched", ()))
-        else:
-            checkpoint = None
-            prepared = launch.prepare(task["kind"], task["target"], task["plugin"],
-                                      config_file=task["config_file"],
-                                      assignments=task["assignments"], flags=task["flags"],
-                                      hyperparams=task["hyperparams"],
-                                      data_dir=task["data_dir"])
-            if _stop_event is not None and _stop_event.is_set():
-                prepared.trainer.close()
-                return {"status": "pending", "error": None, "run_dir": None, "ran": False}
-            runner = launch.start(prepared, slot, console=console, quiet=True,
-                                  on_step=_stop_check)
-            run_dir = runner.rundir.path
-        try:
-            result = runner.run(checkpoint)
-        finally:
-            runner.trainer.close()
-        return _outcome(result.rundir.path, ran=True)
-    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, last.pt still resumes it
-        return {"status": "interrupted", "error": None, "ran": True,
-                "run_dir": str(run_dir) if run_dir else None}
-    except Exception as exc:  # a trial's failure is reported, not raised
-        message = str(exc) if isinstance(exc, GymkitError) else f"{type(exc).__name__}: {exc}"
-        return {"status": "failed", "error": " ".join(message.split()) or type(exc).__name__,
-                "run_dir": str(run_dir) if run_dir else None, "ran": run_dir is not None}
-
-
-def _outcome(path: Path, *, ran: bool) -> dict[str, Any]:
-    summary = RunDir(path).read_summary()
-    return {"status": summary.get("status", "failed"), "error": summary.get("error"),
-            "run_dir": str(path), "ran": ran, "final_eval": summary.get("final_eval", {})}
-
-
-# -- the sweep ---------------------------------------------------------------------------
-
-
 def sweep_dir(runs_dir: Path, plugin: str, target: str, definition: SweepDefinition) -> Path:
-    return Path(runs_dir) / "sweeps" / f"{_safe(plugin)}-{_safe(target)}-{definition.digest()}"
+    name = f"{safe_name(plugin)}-{safe_name(target)}-{definition.digest()}"
+    return Path(runs_dir) / "sweeps" / name
 
 
 def run_sweep(definition: SweepDefinition, runs_dir: str | Path = "runs", *,
@@ -391,7 +281,7 @@ def _run_pool(todo: list[Trial], tasks: dict[int, dict[str, Any]], count: int,
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     stop = context.Event()
     interrupted = False
-    pool = ProcessPoolExecutor(count, mp_context=context, initializer=_init_worker,
+    pool = ProcessPoolExecutor(count, mp_context=context, initializer=init_worker,
                                initargs=(stop,))
     try:
         pending: dict[Future[dict[str, Any]], Trial] = {
@@ -542,7 +432,3 @@ def render(console: Console, result: SweepResult) -> None:
                 table.add_row(f"seed {trial.seed}", f"[red]failed[/]: {escape(trial.error or '')}",
                               "", "")
         console.print(table)
-
-
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "._+-=" else "_" for c in text) or "_"

@@ -1,6 +1,6 @@
 """The ``ray`` backend of `gymkit sweep`: each trial a Ray Tune trial running `run_trial`.
 
-Every trial is the same `toolkit.sweep.run_trial` as on the local backend (skip, resume or
+Every trial is the same `toolkit.trial.run_trial` as on the local backend (skip, resume or
 start the run in its slot), so a trial's run directory, checkpoints and TensorBoard events
 are those of a single run. Ray only places the trials: one CPU each (and one GPU with
 ``--device cuda``), at most ``--workers`` at once. The trials write to their slots, so on a
@@ -30,9 +30,10 @@ from typing import Any
 
 from rich.console import Console
 
+from toolkit import trial as trials
 from toolkit.errors import GymkitError
 from toolkit.rundir import RunDir
-from toolkit.sweep import Trial, latest_run, run_trial
+from toolkit.trial import Trial, latest_run, run_trial
 
 INSTALL = "pip install 'gymkit[ray]'"
 #: How long to wait for a TCP connection to --address before calling it unreachable.
@@ -196,13 +197,11 @@ def _completed(slot: Path) -> bool:
 def _trainable(config: dict[str, Any]) -> dict[str, Any]:
     """One Tune trial, in a Ray worker: the sweep's `run_trial`, and its outcome as JSON
     (Tune would flatten a nested dict into its own keys)."""
-    from toolkit import sweep
-
     cwd = config.get("cwd")
     if cwd and os.path.isdir(cwd):  # Tune moved it to its trial folder; relative paths
         os.chdir(cwd)               # (a --config, GYMKIT_DATA) mean what they did here
-    sweep._stop_event = _StopFile(Path(config["stop_file"]))
-    return {"outcome": json.dumps(sweep.run_trial(config["task"]))}
+    trials._stop_event = _StopFile(Path(config["stop_file"]))
+    return {"outcome": json.dumps(run_trial(config["task"]))}
 
 
 class _StopFile:
