@@ -207,9 +207,11 @@ class OffPolicyAgent(Agent):
     # -- the loop -----------------------------------------------------------------------
 
     def learning(self) -> bool:
+        # An n-step return reaches the buffer n - 1 steps after its first transition: with a
+        # small learning_starts the buffer can still be empty.
         cfg = self.cfg
         return (self.steps > cfg.learning_starts and cfg.gradient_steps > 0
-                and (self.steps // cfg.n_envs) % cfg.train_freq == 0)
+                and (self.steps // cfg.n_envs) % cfg.train_freq == 0 and len(self.buffer) > 0)
 
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg

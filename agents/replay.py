@@ -234,8 +234,8 @@ class ReplayBuffer:
 
     def _check_sample(self, batch_size: int) -> None:
         if self.size == 0:
-            raise ValueError("cannot sample from an empty replay buffer; add transitions first "
-                             "(learning_starts must be at least the batch size)")
+            raise ValueError("cannot sample from an empty replay buffer; add transitions "
+                             "first")
         if batch_size <= 0:
             raise ValueError(f"replay buffer sample: batch_size must be positive, "
                              f"got {batch_size}")

@@ -266,3 +266,13 @@ def test_the_buffer_goes_to_a_side_file_and_back(tmp_path: Path) -> None:
     n = len(agent.buffer)
     assert len(fresh.buffer) == n > 0
     assert torch.equal(fresh.buffer.obs[:n], agent.buffer.obs[:n])
+
+
+def test_n_step_returns_with_learning_from_the_first_step() -> None:
+    """An n-step transition reaches the buffer n - 1 steps after it began: with
+    learning_starts 0 the first rounds find the buffer empty and wait for it."""
+    agent = _dqn(n_steps=5, learning_starts=0, train_freq=1, gradient_steps=1,
+                 steps_per_call=16)
+    agent.train_step()
+    assert agent.updates > 0 and len(agent.buffer) > 0
+

@@ -159,6 +159,48 @@ def test_resolve_compile_follows_the_setting_and_the_run_length() -> None:
         resolve_compile("sometimes", 1)
 
 
+def test_compile_true_without_a_compiler_is_a_config_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from toolkit.errors import ConfigError
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    assert not resolve_compile("auto", 10**9)
+    with pytest.raises(ConfigError, match=r"compile=true needs .* a C\+\+ compiler"):
+        resolve_compile(True, 1)
+
+
+def test_a_compiled_update_freezes_its_parameters_at_its_first_call() -> None:
+    """Until then the networks are trainable to whoever asks (`--summary` counts them)."""
+    net = mlp([3, 8, 1], nn.Tanh, True, 0)
+    learner = Learner({"net": net}, torch.optim.Adam(net.parameters(), lr=1e-3))
+
+    def loss_fn(x: torch.Tensor, net: nn.Module = net) -> tuple[torch.Tensor, Any]:
+        return net(x).square().mean(), {}
+
+    update = compile_update(partial(learner.minimize, loss_fn), [learner], True)
+    assert all(p.requires_grad for p in net.parameters())
+    update(torch.randn(4, 3))
+    assert not any(p.requires_grad for p in net.parameters())
+
+
+def test_an_optimizer_without_state_is_not_rebuilt_at_every_step() -> None:
+    """SGD without momentum keeps no state: the compiled step stays the one compiled
+    (a new step object at every call would fail dynamo's guards and recompile)."""
+    net = mlp([3, 8, 1], nn.Tanh, True, 0)
+    learner = Learner({"net": net}, torch.optim.SGD(net.parameters(), lr=0.1))
+
+    def loss_fn(x: torch.Tensor, net: nn.Module = net) -> tuple[torch.Tensor, Any]:
+        return net(x).square().mean(), {}
+
+    update = compile_update(partial(learner.minimize, loss_fn), [learner], True)
+    update(torch.randn(4, 3))
+    step = learner._step
+    for _ in range(3):
+        update(torch.randn(4, 3))
+    assert learner._step is step
+
+
 def _actor_step(learner: Learner, actor: nn.Module, critic: nn.Module,
                 x: torch.Tensor) -> dict[str, Any]:
     def loss_fn(x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:

@@ -11,8 +11,9 @@ and hands that function to `compile_update`. The same function then runs one of 
   (``torch.optim.adam.adam``, ``rmsprop``, ``sgd``) on the torch optimizer's own state
   tensors, so that the whole update (forward, loss, backward, clipping, optimizer; several
   of them, for an actor and a critic) is one graph: inductor fuses the elementwise work,
-  and no Python runs between the kernels. On a GPU the graph is replayed as a CUDA graph
-  (``mode="reduce-overhead"``);
+  and no Python runs between the kernels. On a GPU the same graph runs as inductor's
+  kernels; it is not replayed as a CUDA graph, which would need the optimizer's state and
+  the returned losses kept at static addresses (not measured: no GPU was at hand);
 - **eager**: ``torch.autograd.grad``, ``torch.nn.utils.clip_grad_norm_`` and
   ``optimizer.step()``: torch's own path, used where compiling does not pay (a short run,
   `resolve_compile`), is switched off, or is not possible (no C++ compiler for inductor).
@@ -37,7 +38,7 @@ import shutil
 import tempfile
 import types
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,8 +46,8 @@ from torch.optim.adam import adam
 from torch.optim.rmsprop import rmsprop
 from torch.optim.sgd import sgd
 
-#: The run setting ``compile``: true, false, or "auto".
-CompileMode = Literal["auto"] | bool
+from toolkit.errors import ConfigError
+
 #: With ``compile: auto``, an update function is compiled when the run is expected to call
 #: it at least this many times: at 4-5 s to compile (warm cache), a few hundred
 #: microseconds saved per call pay for it after about this many calls.
@@ -71,6 +72,10 @@ def resolve_compile(mode: str | bool, expected_calls: int,
                     device: torch.device | str = "cpu") -> bool:
     """Whether to compile an update that a run calls about `expected_calls` times: true
     and false say so; ``"auto"`` compiles a long enough run where a compiler is."""
+    if mode is True and not compiler_available(device):
+        raise ConfigError("compile=true needs what inductor compiles with: a C++ compiler "
+                          "(g++ or clang++, or the one CXX names) for the CPU, CUDA for a GPU; "
+                          "install one, or set compile=auto")
     if isinstance(mode, bool):
         return mode
     if mode != "auto":
@@ -87,26 +92,31 @@ class UpdateFunction:
         self.learners = learners
         self.compiled = compiled and all(learner.can_compile for learner in learners)
         self._run: Callable[..., Any] = fn
+        self.constants = constants
+        self._frozen = False
         if self.compiled:
             separate_cache_per_capability()
-            # torch.func.grad differentiates the traced graph itself: parameters that
-            # required grad would make the compiled graph an autograd function of its own,
-            # saving tensors for a backward pass that never comes.
-            for learner in learners:
-                learner.freeze()
-            for module in constants:
-                module.requires_grad_(False)
-            options: dict[str, Any] = {"guard_filter_fn": _module_guards}
-            if device.type == "cuda":
-                options["triton.cudagraphs"] = True  # mode="reduce-overhead"
             self._run = torch.compile(_own_code(fn), fullgraph=True, dynamic=False,
-                                      options=options)
+                                      options={"guard_filter_fn": _module_guards})
 
     def __call__(self, *args: Any) -> Any:
         if self.compiled:
+            if not self._frozen:
+                self._freeze()
             for learner in self.learners:
                 learner.sync()
         return self._run(*args)
+
+    def _freeze(self) -> None:
+        """torch.func.grad differentiates the traced graph itself: parameters that required
+        grad would make the compiled graph an autograd function of its own, saving tensors
+        for a backward pass that never comes. Done at the first call, so that the networks
+        count as trainable until then (`--summary`)."""
+        for learner in self.learners:
+            learner.freeze()
+        for module in self.constants:
+            module.requires_grad_(False)
+        self._frozen = True
 
     @property
     def mode(self) -> str:
@@ -346,6 +356,8 @@ class _OptimizerStep:
 
     def stale(self, optimizer: torch.optim.Optimizer) -> bool:
         """Whether the optimizer's state is no longer the tensors gathered here."""
+        if self._probe is None:  # an optimizer without state (SGD without momentum)
+            return False
         state = optimizer.state.get(self._param)
         return not state or next(iter(state.values())) is not self._probe
 
