@@ -166,8 +166,18 @@ def test_compile_true_without_a_compiler_is_a_config_error(
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr("shutil.which", lambda name: None)
     assert not resolve_compile("auto", 10**9)
+    # Raised at the first update, not before: a run recorded with compile=true still
+    # evaluates on such a machine.
+    net = mlp([3, 8, 1], nn.Tanh, True, 0)
+    learner = Learner({"net": net}, torch.optim.SGD(net.parameters(), lr=0.1))
+
+    def loss_fn(x: torch.Tensor, net: nn.Module = net) -> tuple[torch.Tensor, Any]:
+        return net(x).square().mean(), {}
+
+    update = compile_update(partial(learner.minimize, loss_fn), [learner],
+                            resolve_compile(True, 1))
     with pytest.raises(ConfigError, match=r"compile=true needs .* a C\+\+ compiler"):
-        resolve_compile(True, 1)
+        update(torch.randn(4, 3))
 
 
 def test_a_compiled_update_freezes_its_parameters_at_its_first_call() -> None:

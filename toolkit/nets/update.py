@@ -72,10 +72,6 @@ def resolve_compile(mode: str | bool, expected_calls: int,
                     device: torch.device | str = "cpu") -> bool:
     """Whether to compile an update that a run calls about `expected_calls` times: true
     and false say so; ``"auto"`` compiles a long enough run where a compiler is."""
-    if mode is True and not compiler_available(device):
-        raise ConfigError("compile=true needs what inductor compiles with: a C++ compiler "
-                          "(g++ or clang++, or the one CXX names) for the CPU, CUDA for a GPU; "
-                          "install one, or set compile=auto")
     if isinstance(mode, bool):
         return mode
     if mode != "auto":
@@ -93,6 +89,7 @@ class UpdateFunction:
         self.compiled = compiled and all(learner.can_compile for learner in learners)
         self._run: Callable[..., Any] = fn
         self.constants = constants
+        self.device = device
         self._frozen = False
         if self.compiled:
             separate_cache_per_capability()
@@ -111,7 +108,12 @@ class UpdateFunction:
         """torch.func.grad differentiates the traced graph itself: parameters that required
         grad would make the compiled graph an autograd function of its own, saving tensors
         for a backward pass that never comes. Done at the first call, so that the networks
-        count as trainable until then (`--summary`)."""
+        count as trainable until then (`--summary`), and a run recorded with compile=true
+        still evaluates on a machine that could not compile it."""
+        if not compiler_available(self.device):
+            raise ConfigError("compile=true needs what inductor compiles with: a C++ compiler "
+                              "(g++ or clang++, or the one CXX names) for the CPU, CUDA for a "
+                              "GPU; install one, or set compile=auto")
         for learner in self.learners:
             learner.freeze()
         for module in self.constants:
