@@ -96,14 +96,15 @@ def register(train: np.ndarray, test: np.ndarray) -> None:
     DATASETS.add(DATASET, load, source="benchmark")
 
 
-def as_gymkit_rbm(sklearn_rbm: object) -> RBM:
-    """scikit-learn's fitted weights in a gymkit RBM (to score both models alike)."""
-    components = np.asarray(sklearn_rbm.components_)  # type: ignore[attr-defined]
+def as_gymkit_rbm(components: np.ndarray, intercept_visible: np.ndarray,
+                  intercept_hidden: np.ndarray) -> RBM:
+    """scikit-learn's fitted weights (`BernoulliRBM`'s ``components_``, ``intercept_visible_``
+    and ``intercept_hidden_``) in a gymkit RBM, to score both models alike."""
     rbm = RBM(components.shape[1], components.shape[0])
     with torch.no_grad():
         rbm.weight.copy_(torch.as_tensor(components.T, dtype=torch.float32))
-        rbm.visible_bias.copy_(torch.as_tensor(sklearn_rbm.intercept_visible_))  # type: ignore[attr-defined]
-        rbm.hidden_bias.copy_(torch.as_tensor(sklearn_rbm.intercept_hidden_))  # type: ignore[attr-defined]
+        rbm.visible_bias.copy_(torch.as_tensor(intercept_visible))
+        rbm.hidden_bias.copy_(torch.as_tensor(intercept_hidden))
     return rbm
 
 
@@ -145,7 +146,9 @@ def train_sklearn(args: argparse.Namespace, seed: int, train: np.ndarray) -> tup
     with threadpool_limits(limits=1):
         start = time.perf_counter()
         theirs.fit(train.reshape(len(train), -1).astype(np.float64))
-        return time.perf_counter() - start, as_gymkit_rbm(theirs)
+        took = time.perf_counter() - start
+    return took, as_gymkit_rbm(np.asarray(theirs.components_), theirs.intercept_visible_,
+                               theirs.intercept_hidden_)
 
 
 def main() -> None:
@@ -241,11 +244,9 @@ def whole_processes(args: argparse.Namespace) -> None:
         fitted = np.load(weights)
     test = torch.as_tensor(mnist.split("test").x).flatten(1)
     held_out = binarized_for_evaluation(test, "dynamic")
-    rbm = RBM(fitted["components"].shape[1], fitted["components"].shape[0])
+    rbm = as_gymkit_rbm(fitted["components"], fitted["intercept_visible"],
+                        fitted["intercept_hidden"])
     with torch.no_grad():
-        rbm.weight.copy_(torch.as_tensor(fitted["components"].T, dtype=torch.float32))
-        rbm.visible_bias.copy_(torch.as_tensor(fitted["intercept_visible"]))
-        rbm.hidden_bias.copy_(torch.as_tensor(fitted["intercept_hidden"]))
         theirs = float(full_pseudo_log_likelihood(rbm, held_out[:FULL_PLL_IMAGES]).mean())
     print(f"Bernoulli RBM 784-{WHOLE_HIDDEN}, batch {WHOLE_BATCH}, {args.epochs} epochs of "
           f"{images:,} MNIST training images, whole processes with their defaults, "
